@@ -1,0 +1,9 @@
+"""The one error type for bad input: it always names the file, the field and what is wrong."""
+
+
+class InputError(ValueError):
+    """Bad user input, found before any expensive work starts."""
+
+    def __init__(self, file, field, problem):
+        self.file, self.field, self.problem = str(file), str(field), problem
+        super().__init__(f"{self.file}: field '{self.field}': {problem}")

@@ -1,0 +1,84 @@
+"""The data contracts between workflow steps (see DESIGN.md): expression matrix and sample sheet.
+
+Every write is atomic (temp file + rename) so a failed step never leaves a half-written output.
+"""
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+UNITS = ("counts", "tpm", "fpkm", "log2", "microarray", "features")
+NAMESPACES = ("symbol", "ensembl", "entrez", "probe", "feature")
+_META_KEY = b"metasig"
+
+
+@contextmanager
+def atomic_path(path):
+    """Yield a temp path beside `path`; rename it into place only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_json(obj, path):
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def _json_default(value):
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def read_json(path):
+    return json.loads(Path(path).read_text())
+
+
+def write_matrix(matrix: pd.DataFrame, path, unit: str, namespace: str, **extra):
+    """Samples x genes float matrix as Parquet; unit and ID namespace travel in the file metadata."""
+    if unit not in UNITS:
+        raise ValueError(f"unknown unit {unit!r}; expected one of {UNITS}")
+    if namespace not in NAMESPACES:
+        raise ValueError(f"unknown namespace {namespace!r}; expected one of {NAMESPACES}")
+    frame = matrix.astype("float64")
+    frame.index = frame.index.astype(str)
+    frame.index.name = "sample"
+    frame.columns = frame.columns.astype(str)
+    table = pa.Table.from_pandas(frame, preserve_index=True)
+    meta = dict(table.schema.metadata or {})
+    meta[_META_KEY] = json.dumps({"unit": unit, "namespace": namespace, **extra}).encode()
+    with atomic_path(path) as tmp:
+        pq.write_table(table.replace_schema_metadata(meta), tmp)
+
+
+def read_matrix(path):
+    """Return (matrix, meta) where meta holds at least 'unit' and 'namespace'."""
+    table = pq.read_table(path)
+    meta = json.loads((table.schema.metadata or {}).get(_META_KEY, b"{}"))
+    return table.to_pandas(), meta
+
+
+def write_sheet(sheet: pd.DataFrame, path):
+    """Sample sheet as TSV, one row per sample, `sample` first."""
+    with atomic_path(path) as tmp:
+        sheet.to_csv(tmp, sep="\t", index=False)
+
+
+def read_sheet(path) -> pd.DataFrame:
+    return pd.read_csv(path, sep="\t", dtype={"sample": str}, keep_default_na=True)
