@@ -173,3 +173,9 @@ def normalization(config, dataset):
     ds = config["datasets"][dataset]
     method = ds.get("normalization", "auto")
     return AUTO_NORMALIZATION.get(ds["unit"], "none") if method == "auto" else method
+
+
+def display_label(config, dataset):
+    """The sample-sheet column to colour samples by in QC plots: the first task's label (or event)."""
+    task = next(iter(config["datasets"][dataset]["tasks"].values()))
+    return task["event"] if task["type"] == "survival" else task["label"]

@@ -1,0 +1,25 @@
+# metasig: gene-signature model families with honest evaluation, a gated registry and one report.
+# Run: snakemake --cores 8   (config/config.yaml; another config with --configfile)
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/train.smk"
+include: "rules/registry.smk"
+include: "rules/plots.smk"
+
+
+report: "resources/report/workflow.rst"
+
+
+rule all:
+    default_target: True
+    input:
+        final_outputs(),

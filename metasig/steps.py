@@ -1,0 +1,169 @@
+"""The workflow's steps as plain functions of paths and settings. Rule scripts are thin adapters
+that pass Snakemake's inputs, outputs and params here, so every step is testable without Snakemake."""
+
+import logging
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+
+from metasig import io
+
+log = logging.getLogger("metasig")
+
+
+@contextmanager
+def logged(log_file):
+    """Send metasig's log lines to the rule's log file and to stderr; record a failure in both."""
+    Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+    handlers = [logging.FileHandler(log_file, mode="w"), logging.StreamHandler(sys.stderr)]
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+    for handler in handlers:
+        handler.setFormatter(fmt)
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        yield log
+    except Exception as exc:
+        log.error("%s: %s", type(exc).__name__, exc)
+        raise
+    finally:
+        for handler in handlers:
+            log.removeHandler(handler)
+            handler.close()
+
+
+def load_dataset(dataset_cfg, name, matrix_out, samples_out, cache, config_file, base_dir="."):
+    from metasig import sources, validate
+
+    matrix, sheet, meta = sources.load(dataset_cfg, name, base_dir, cache, config_file)
+    where = meta.get("file", meta.get("url", f"{config_file} (datasets.{name})"))
+    validate.check_dataset(matrix, sheet, dataset_cfg, matrix_file=where, sheet_file=meta.get("samples_file", where))
+    extra = {k: v for k, v in meta.items() if k not in ("unit", "namespace")}
+    io.write_matrix(matrix, matrix_out, meta["unit"], meta["namespace"], **extra)
+    io.write_sheet(sheet, samples_out)
+    log.info("%s: %d samples x %d genes (%s, %s)", name, *matrix.shape, meta["unit"], meta["namespace"])
+
+
+def normalize(matrix_in, matrix_out, method):
+    from metasig.normalize import normalize as apply
+
+    matrix, meta = io.read_matrix(matrix_in)
+    io.write_matrix(apply(matrix, method), matrix_out, normalization=method, **meta)
+    log.info("normalized %d x %d with %s", *matrix.shape, method)
+
+
+def gene_groups(matrix_in, groups, covariates, groups_out, config_file):
+    from metasig import genesets
+
+    matrix, _ = io.read_matrix(matrix_in)
+    resolved = genesets.resolve(groups, list(matrix.columns) + list(covariates), config_file)
+    log.info("gene groups:\n%s", genesets.missing_report(resolved))
+    io.write_json(resolved, groups_out)
+
+
+def feature_frame(matrix_in, samples_in, groups_in, group, task_cfg, covariates):
+    """Features (normalized genes + offered covariates) of one group, and the task's target,
+    on the samples that carry the task's label."""
+    from metasig.tasks import target
+
+    matrix, _ = io.read_matrix(matrix_in)
+    sheet = io.read_sheet(samples_in)
+    samples, y = target(sheet, task_cfg, sheet_file=samples_in)
+    if covariates:
+        matrix = matrix.join(sheet.set_index("sample")[list(covariates)].astype(float))
+    genes = io.read_json(groups_in)[group]["genes"]
+    return matrix.loc[samples, genes], y
+
+
+def train(matrix_in, samples_in, groups_in, outdir, identity, task_cfg, model_cfg, cv, preprocessing, normalization, covariates, seed):
+    from metasig import train as training
+
+    X, y = feature_frame(matrix_in, samples_in, groups_in, identity["group"], task_cfg, covariates)
+    log.info("%s: %d samples x %d features", ".".join(identity.values()), *X.shape)
+    result = training.train(X, y, task_cfg, model_cfg, cv, preprocessing, normalization, seed)
+    training.write_outputs(result, outdir, {**identity, "kind": task_cfg["type"], "model_kind": model_cfg["kind"], "seed": seed, "cv": cv}, list(X.columns))
+
+
+def gate(metrics_files, gate_cfg, gate_out):
+    from metasig.gate import gate_task
+
+    rows = gate_task([io.read_json(f) for f in metrics_files], gate_cfg)
+    with io.atomic_path(gate_out) as tmp:
+        rows.to_csv(tmp, sep="\t", index=False)
+    log.info("%d of %d models passed the gate", int(rows["passed"].sum()), len(rows))
+
+
+def read_gates(gate_files):
+    return pd.concat([pd.read_csv(f, sep="\t") for f in gate_files], ignore_index=True)
+
+
+def register(gate_files, models_root, registry_root, index_out):
+    from metasig.registry import publish
+
+    index = publish(read_gates(gate_files), models_root, registry_root)
+    log.info("registry: %d model version(s) indexed in %s", len(index["models"]), index_out)
+
+
+def log_mlflow(registry_root, tracking_uri, experiment, logged_out):
+    from metasig.tracking import log_to_mlflow
+
+    index = io.read_json(Path(registry_root) / "index.json")
+    logged = log_to_mlflow(index["models"], registry_root, tracking_uri, experiment)
+    io.write_json({"tracking_uri": tracking_uri, "experiment": experiment, "registered": [list(x) for x in logged]}, logged_out)
+
+
+def leaderboard(metrics_files, gate_files, table_out):
+    from metasig.leaderboard import leaderboard as build
+
+    table = build([io.read_json(f) for f in metrics_files], read_gates(gate_files))
+    with io.atomic_path(table_out) as tmp:
+        table.to_csv(tmp, sep="\t", index=False, float_format="%.4f")
+
+
+def qc_plots(matrix_in, samples_in, unit, colour_by, qc_out, pca_out):
+    from metasig import plots
+
+    matrix, _ = io.read_matrix(matrix_in)
+    sheet = io.read_sheet(samples_in).set_index("sample").loc[matrix.index].reset_index()
+    plots.qc_plot(matrix, unit, qc_out)
+    plots.pca_plot(matrix, sheet, colour_by, pca_out)
+
+
+def plot_task(figure, metrics_files, prediction_files, importance_files, gate_file, gate_cfg, out):
+    """One figure of a task. Curves show the best model of each gene group; single-model figures
+    (confusion, Kaplan-Meier, importance) show the task's best model, by the gate metric."""
+    from metasig import plots
+
+    docs = [io.read_json(f) for f in metrics_files]
+    metric = gate_cfg["metric"]
+    order = sorted(range(len(docs)), key=lambda i: -docs[i]["metrics"][metric]["estimate"])
+    best = order[0]
+    best_per_group = {}
+    for i in order:
+        best_per_group.setdefault(docs[i]["group"], i)
+
+    def label(i):
+        return f"{docs[i]['group']} / {docs[i]['model']}"
+
+    def predictions(i):
+        return pd.read_csv(prediction_files[i], sep="\t", dtype={"sample": str})
+
+    if figure == "leaderboard":
+        plots.leaderboard_plot(docs, pd.read_csv(gate_file, sep="\t"), out, metric)
+    elif figure in ("roc_pr", "calibration"):
+        by_job = {label(i): predictions(i) for i in best_per_group.values()}
+        if figure == "roc_pr":
+            plots.roc_pr_plot(by_job, out, docs[best]["kind"])
+        else:
+            plots.calibration_plot(by_job, out)
+    elif figure == "confusion":
+        plots.confusion_plot(predictions(best), docs[best]["classes"], out)
+    elif figure == "km":
+        plots.km_plot(predictions(best), out)
+    elif figure == "importance":
+        plots.importance_plot(pd.read_csv(importance_files[best], sep="\t"), out)
+    else:
+        raise ValueError(f"unknown figure {figure!r}")
+    log.info("%s of %s (best: %s)", figure, out, label(best))

@@ -1,0 +1,78 @@
+rule load_dataset:
+    input:
+        local_inputs,
+        gmt_inputs,
+    output:
+        matrix="results/{dataset}/matrix.parquet",
+        samples="results/{dataset}/samples.tsv",
+    log:
+        "logs/{dataset}/load.log",
+    conda:
+        "../envs/data.yaml"
+    params:
+        dataset=dataset_cfg,
+        cache=config["cache"],
+        config_file=CONFIG_FILE,
+    script:
+        "../scripts/load_dataset.py"
+
+
+rule normalize:
+    input:
+        "results/{dataset}/matrix.parquet",
+    output:
+        "results/{dataset}/normalized.parquet",
+    log:
+        "logs/{dataset}/normalize.log",
+    conda:
+        "../envs/data.yaml"
+    params:
+        method=lambda wildcards: mconfig.normalization(config, wildcards.dataset),
+    script:
+        "../scripts/normalize.py"
+
+
+rule gene_groups:
+    input:
+        matrix="results/{dataset}/normalized.parquet",
+        gmt=gmt_inputs,
+    output:
+        "results/{dataset}/groups.json",
+    log:
+        "logs/{dataset}/gene_groups.log",
+    conda:
+        "../envs/data.yaml"
+    params:
+        groups=lambda wildcards: mconfig.expanded_groups(config, wildcards.dataset),
+        covariates=lambda wildcards: dataset_cfg(wildcards).get("covariates", []),
+        config_file=CONFIG_FILE,
+    script:
+        "../scripts/gene_groups.py"
+
+
+rule qc_plots:
+    input:
+        matrix="results/{dataset}/normalized.parquet",
+        samples="results/{dataset}/samples.tsv",
+    output:
+        qc=report(
+            "results/plots/{dataset}/qc.svg",
+            caption="../resources/report/qc.rst",
+            category="{dataset}",
+            subcategory="Quality control",
+        ),
+        pca=report(
+            "results/plots/{dataset}/pca.svg",
+            caption="../resources/report/pca.rst",
+            category="{dataset}",
+            subcategory="Quality control",
+        ),
+    log:
+        "logs/{dataset}/qc_plots.log",
+    conda:
+        "../envs/report.yaml"
+    params:
+        unit=lambda wildcards: dataset_cfg(wildcards)["unit"],
+        colour_by=lambda wildcards: mconfig.display_label(config, wildcards.dataset),
+    script:
+        "../scripts/qc_plots.py"

@@ -1,0 +1,53 @@
+# Per-task figures for the report; each reads the task's training outputs and gate decisions.
+
+
+rule plot_leaderboard:
+    input:
+        unpack(task_plot_inputs),
+    output:
+        plot_rule_output("leaderboard"),
+    log:
+        "logs/{dataset}/{task}/plot_leaderboard.log",
+    conda:
+        "../envs/report.yaml"
+    params:
+        gate=lambda wildcards: mconfig.gate_settings(
+            config, wildcards.dataset, wildcards.task
+        ),
+    script:
+        "../scripts/plot_task.py"
+
+
+use rule plot_leaderboard as plot_roc_pr with:
+    output:
+        plot_rule_output("roc_pr"),
+    log:
+        "logs/{dataset}/{task}/plot_roc_pr.log",
+
+
+use rule plot_leaderboard as plot_confusion with:
+    output:
+        plot_rule_output("confusion"),
+    log:
+        "logs/{dataset}/{task}/plot_confusion.log",
+
+
+use rule plot_leaderboard as plot_calibration with:
+    output:
+        plot_rule_output("calibration"),
+    log:
+        "logs/{dataset}/{task}/plot_calibration.log",
+
+
+use rule plot_leaderboard as plot_km with:
+    output:
+        plot_rule_output("km"),
+    log:
+        "logs/{dataset}/{task}/plot_km.log",
+
+
+use rule plot_leaderboard as plot_importance with:
+    output:
+        plot_rule_output("importance"),
+    log:
+        "logs/{dataset}/{task}/plot_importance.log",

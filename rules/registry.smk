@@ -1,0 +1,82 @@
+# Gate each task's models, register those that pass, log them to MLflow, tabulate everything.
+rule gate:
+    input:
+        task_job_files("metrics.json"),
+    output:
+        report(
+            "results/gate/{dataset}/{task}.tsv",
+            caption="../resources/report/gate.rst",
+            category="{dataset}",
+            subcategory="{task}",
+            labels={"figure": "gate decisions"},
+        ),
+    log:
+        "logs/{dataset}/{task}/gate.log",
+    conda:
+        "../envs/ml.yaml"
+    params:
+        gate=lambda wildcards: mconfig.gate_settings(
+            config, wildcards.dataset, wildcards.task
+        ),
+    script:
+        "../scripts/gate.py"
+
+
+rule register:
+    input:
+        gates=[f"results/gate/{d}/{t}.tsv" for d, t in tasks()],
+        models=[
+            f"{MODEL_DIR}/model".format(dataset=d, task=t, group=g, model=m)
+            for d, t, g, m in JOBS
+        ],
+    output:
+        "results/registry/index.json",
+    log:
+        "logs/register.log",
+    conda:
+        "../envs/ml.yaml"
+    params:
+        models_root=lambda wildcards, input: MODELS_ROOT,
+        registry_root=lambda wildcards, output: os.path.dirname(output[0]),
+    script:
+        "../scripts/register.py"
+
+
+rule mlflow:
+    input:
+        "results/registry/index.json",
+    output:
+        "results/mlflow/logged.json",
+    log:
+        "logs/mlflow.log",
+    conda:
+        "../envs/mlflow.yaml"
+    params:
+        registry_root=lambda wildcards, input: os.path.dirname(input[0]),
+        tracking_uri=config.get("mlflow", {}).get(
+            "tracking_uri", "sqlite:///results/mlflow/mlflow.db"
+        ),
+        experiment=config.get("mlflow", {}).get("experiment", "metasig"),
+    script:
+        "../scripts/mlflow_log.py"
+
+
+rule leaderboard:
+    input:
+        metrics=[
+            f"{MODEL_DIR}/metrics.json".format(dataset=d, task=t, group=g, model=m)
+            for d, t, g, m in JOBS
+        ],
+        gates=[f"results/gate/{d}/{t}.tsv" for d, t in tasks()],
+    output:
+        report(
+            "results/leaderboard.tsv",
+            caption="../resources/report/leaderboard_table.rst",
+            category="Leaderboard",
+        ),
+    log:
+        "logs/leaderboard.log",
+    conda:
+        "../envs/ml.yaml"
+    script:
+        "../scripts/leaderboard.py"

@@ -1,0 +1,14 @@
+from pathlib import Path
+
+from metasig import steps
+
+with steps.logged(snakemake.log[0]):
+    steps.plot_task(
+        Path(snakemake.output[0]).stem,
+        snakemake.input.metrics,
+        snakemake.input.predictions,
+        snakemake.input.importance,
+        snakemake.input.gate,
+        snakemake.params.gate,
+        snakemake.output[0],
+    )

@@ -1,0 +1,11 @@
+from metasig import steps
+
+with steps.logged(snakemake.log[0]):
+    steps.qc_plots(
+        snakemake.input.matrix,
+        snakemake.input.samples,
+        snakemake.params.unit,
+        snakemake.params.colour_by,
+        snakemake.output.qc,
+        snakemake.output.pca,
+    )
