@@ -86,9 +86,8 @@ def check(config, config_file="config", base_dir="."):
             if isinstance(group, dict) and not (base / group["gmt"]).is_file():
                 raise InputError(config_file, f"{where}.gene_groups.{gname}.gmt", f"file not found: {group['gmt']}")
         groups = group_names(config, dname, base_dir)
-        for cov in dataset.get("covariates", []):
-            if cov in ("sample",):
-                raise InputError(config_file, f"{where}.covariates", "'sample' is the ID column, not a covariate")
+        if dataset.get("covariates") and normalization(config, dname) == "vst":
+            raise InputError(config_file, f"{where}.covariates", "covariates cannot be combined with in-fold DESeq2 VST (it would transform them as counts); use normalization: log2cpm")
         for tname, task in dataset["tasks"].items():
             twhere = f"{where}.tasks.{tname}"
             for mname in task["models"]:

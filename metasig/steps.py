@@ -34,12 +34,15 @@ def logged(log_file):
             handler.close()
 
 
-def load_dataset(dataset_cfg, name, matrix_out, samples_out, cache, config_file, base_dir="."):
-    from metasig import sources, validate
+def load_dataset(dataset_cfg, name, matrix_out, samples_out, cache, config_file, groups, base_dir="."):
+    """Read a source, check it (tables, labels, gene groups) and write the two data contracts.
+    Nothing is written unless every check passes."""
+    from metasig import genesets, sources, validate
 
     matrix, sheet, meta = sources.load(dataset_cfg, name, base_dir, cache, config_file)
     where = meta.get("file", meta.get("url", f"{config_file} (datasets.{name})"))
     validate.check_dataset(matrix, sheet, dataset_cfg, matrix_file=where, sheet_file=meta.get("samples_file", where))
+    genesets.resolve(groups, list(matrix.columns) + list(dataset_cfg.get("covariates", [])), config_file)
     extra = {k: v for k, v in meta.items() if k not in ("unit", "namespace")}
     io.write_matrix(matrix, matrix_out, meta["unit"], meta["namespace"], **extra)
     io.write_sheet(sheet, samples_out)

@@ -11,6 +11,7 @@ rule load_dataset:
         "../envs/data.yaml"
     params:
         dataset=dataset_cfg,
+        groups=lambda wildcards: mconfig.expanded_groups(config, wildcards.dataset),
         cache=config["cache"],
         config_file=CONFIG_FILE,
     script:

@@ -8,4 +8,5 @@ with steps.logged(snakemake.log[0]):
         snakemake.output.samples,
         cache=snakemake.params.cache,
         config_file=snakemake.params.config_file,
+        groups=snakemake.params.groups,
     )
