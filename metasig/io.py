@@ -16,6 +16,8 @@ import pyarrow.parquet as pq
 UNITS = ("counts", "tpm", "fpkm", "log2", "microarray", "features")
 NAMESPACES = ("symbol", "ensembl", "entrez", "probe", "feature")
 _META_KEY = b"metasig"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 @contextmanager
@@ -27,6 +29,7 @@ def atomic_path(path):
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes files private; outputs are shared as usual
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -40,9 +40,10 @@ def load_dataset(dataset_cfg, name, matrix_out, samples_out, cache, config_file,
     from metasig import genesets, sources, validate
 
     matrix, sheet, meta = sources.load(dataset_cfg, name, base_dir, cache, config_file)
-    where = meta.get("file", meta.get("url", f"{config_file} (datasets.{name})"))
-    validate.check_dataset(matrix, sheet, dataset_cfg, matrix_file=where, sheet_file=meta.get("samples_file", where))
-    genesets.resolve(groups, list(matrix.columns) + list(dataset_cfg.get("covariates", [])), config_file)
+    matrix_file = dataset_cfg.get("matrix") or dataset_cfg.get("url") or f"builtin:{dataset_cfg.get('name')}"
+    validate.check_dataset(matrix, sheet, dataset_cfg, matrix_file, sheet_file=dataset_cfg.get("samples", matrix_file))
+    features = list(matrix.columns) + list(dataset_cfg.get("covariates", []))
+    genesets.resolve(groups, features, config_file, field_prefix=f"datasets.{name}.gene_groups")
     extra = {k: v for k, v in meta.items() if k not in ("unit", "namespace")}
     io.write_matrix(matrix, matrix_out, meta["unit"], meta["namespace"], **extra)
     io.write_sheet(sheet, samples_out)
@@ -61,7 +62,7 @@ def gene_groups(matrix_in, groups, covariates, groups_out, config_file):
     from metasig import genesets
 
     matrix, _ = io.read_matrix(matrix_in)
-    resolved = genesets.resolve(groups, list(matrix.columns) + list(covariates), config_file)
+    resolved = genesets.resolve(groups, list(matrix.columns) + list(covariates), config_file, field_prefix="gene_groups")
     log.info("gene groups:\n%s", genesets.missing_report(resolved))
     io.write_json(resolved, groups_out)
 
@@ -125,10 +126,12 @@ def leaderboard(metrics_files, gate_files, table_out):
         table.to_csv(tmp, sep="\t", index=False, float_format="%.4f")
 
 
-def qc_plots(matrix_in, samples_in, unit, colour_by, qc_out, pca_out):
+def qc_plots(matrix_in, samples_in, colour_by, qc_out, pca_out):
     from metasig import plots
 
-    matrix, _ = io.read_matrix(matrix_in)
+    matrix, meta = io.read_matrix(matrix_in)
+    transformed = meta.get("normalization") not in (None, "none", "vst")
+    unit = "log2" if transformed else meta["unit"]
     sheet = io.read_sheet(samples_in).set_index("sample").loc[matrix.index].reset_index()
     plots.qc_plot(matrix, unit, qc_out)
     plots.pca_plot(matrix, sheet, colour_by, pca_out)
@@ -154,7 +157,7 @@ def plot_task(figure, metrics_files, prediction_files, importance_files, gate_fi
         return pd.read_csv(prediction_files[i], sep="\t", dtype={"sample": str})
 
     if figure == "leaderboard":
-        plots.leaderboard_plot(docs, pd.read_csv(gate_file, sep="\t"), out, metric)
+        plots.leaderboard_plot(docs, pd.read_csv(gate_file, sep="\t"), out, metric, gate=gate_cfg)
     elif figure in ("roc_pr", "calibration"):
         by_job = {label(i): predictions(i) for i in best_per_group.values()}
         if figure == "roc_pr":

@@ -78,7 +78,13 @@ TASK_PLOTS = {
 
 
 def final_outputs():
-    outputs = ["results/leaderboard.tsv", "results/registry/index.json"]
+    # Every model is a target itself, so deleting one model's outputs rebuilds it (and what uses it).
+    outputs = [
+        f"{MODEL_DIR}/{name}".format(dataset=d, task=t, group=g, model=m)
+        for d, t, g, m in JOBS
+        for name in ("metrics.json", "model")
+    ]
+    outputs += ["results/leaderboard.tsv", "results/registry/index.json"]
     if config.get("mlflow", {}).get("enabled", True):
         outputs.append("results/mlflow/logged.json")
     for dataset in config["datasets"]:

@@ -73,7 +73,6 @@ rule qc_plots:
     conda:
         "../envs/report.yaml"
     params:
-        unit=lambda wildcards: dataset_cfg(wildcards)["unit"],
         colour_by=lambda wildcards: mconfig.display_label(config, wildcards.dataset),
     script:
         "../scripts/qc_plots.py"

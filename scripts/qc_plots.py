@@ -4,7 +4,6 @@ with steps.logged(snakemake.log[0]):
     steps.qc_plots(
         snakemake.input.matrix,
         snakemake.input.samples,
-        snakemake.params.unit,
         snakemake.params.colour_by,
         snakemake.output.qc,
         snakemake.output.pca,
