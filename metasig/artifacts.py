@@ -50,6 +50,7 @@ KNOWN_FILES = (FEATURES, PREPROCESSING, "model.json", "baseline_hazard.json", "c
 # structure of random forests. Loading fails on anything else. tests/test_artifacts.py checks
 # that every type our pipelines produce is listed here.
 TRUSTED_TYPES = [
+    "metasig.preprocess.ColumnSubset",
     "metasig.preprocess.CoxScoreSelector",
     "metasig.preprocess.DESeq2VST",
     "metasig.preprocess.MinMeanFilter",

@@ -37,7 +37,9 @@ DEFAULT_CV = {
     "n_jobs": 1,
 }
 DEFAULT_PREPROCESSING = {"min_mean": None, "top_variance": None, "select_k": None, "scale": True}
-AUTO_NORMALIZATION = {"counts": "vst", "tpm": "log2p1", "fpkm": "log2p1"}
+# Counts default to log2-CPM: per sample, on all genes, before gene groups are cut. DESeq2's VST
+# (normalization: vst) is fitted in-fold on each group's genes, which needs large groups.
+AUTO_NORMALIZATION = {"counts": "log2cpm", "tpm": "log2p1", "fpkm": "log2p1"}
 
 
 def load_schema():
@@ -86,8 +88,6 @@ def check(config, config_file="config", base_dir="."):
             if isinstance(group, dict) and not (base / group["gmt"]).is_file():
                 raise InputError(config_file, f"{where}.gene_groups.{gname}.gmt", f"file not found: {group['gmt']}")
         groups = group_names(config, dname, base_dir)
-        if dataset.get("covariates") and normalization(config, dname) == "vst":
-            raise InputError(config_file, f"{where}.covariates", "covariates cannot be combined with in-fold DESeq2 VST (it would transform them as counts); use normalization: log2cpm")
         for tname, task in dataset["tasks"].items():
             twhere = f"{where}.tasks.{tname}"
             for mname in task["models"]:

@@ -53,8 +53,9 @@ def read_json(path):
     return json.loads(Path(path).read_text())
 
 
-def write_matrix(matrix: pd.DataFrame, path, unit: str, namespace: str, **extra):
-    """Samples x genes float matrix as Parquet; unit and ID namespace travel in the file metadata."""
+def write_matrix(matrix: pd.DataFrame, path, unit: str, namespace: str, extra: dict | None = None):
+    """Samples x genes float matrix as Parquet; unit, ID namespace and `extra` provenance travel
+    in the file metadata."""
     if unit not in UNITS:
         raise ValueError(f"unknown unit {unit!r}; expected one of {UNITS}")
     if namespace not in NAMESPACES:
@@ -65,7 +66,7 @@ def write_matrix(matrix: pd.DataFrame, path, unit: str, namespace: str, **extra)
     frame.columns = frame.columns.astype(str)
     table = pa.Table.from_pandas(frame, preserve_index=True)
     meta = dict(table.schema.metadata or {})
-    meta[_META_KEY] = json.dumps({"unit": unit, "namespace": namespace, **extra}).encode()
+    meta[_META_KEY] = json.dumps({**(extra or {}), "unit": unit, "namespace": namespace}).encode()
     with atomic_path(path) as tmp:
         pq.write_table(table.replace_schema_metadata(meta), tmp)
 

@@ -365,13 +365,13 @@ def _check_names(est, keys, where):
             raise InputError("config", f"{where}.{key}", f"not a parameter of {type(est).__name__} (parameters: {sorted(valid)})")
 
 
-def build(model_cfg: dict, task_kind: str, preprocessing: dict, normalization: str, seed: int, n_jobs: int = 1, covariates=()):
+def build(model_cfg: dict, task_kind: str, preprocessing: dict, normalization: str, seed: int, n_jobs: int = 1, covariates=(), subset=None):
     """Return (unfitted Pipeline whose last step is "model", param_grid with "model__" keys).
 
     model_cfg: {"kind": ..., "params": fixed estimator parameters, "search": grid overrides (keys
     without the "model__" prefix; each replaces that key's default list)}. linear_sweep's grid is
     a list of dicts that swap the "model" step (its "search" accepts "C" and "alpha", its
-    "params" apply to every member that has the parameter). covariates: see make_preprocessing.
+    "params" apply to every member that has the parameter). covariates, subset: see make_preprocessing.
     """
     kind = model_cfg["kind"]
     allowed = SURVIVAL_KINDS if task_kind == "survival" else CLASSIFIER_KINDS
@@ -388,7 +388,7 @@ def build(model_cfg: dict, task_kind: str, preprocessing: dict, normalization: s
         est.set_params(**params)
         grid = {**grid, **search}
         param_grid = {f"model__{k}": list(v) for k, v in grid.items()}
-    steps = make_preprocessing(preprocessing, normalization, task_kind, seed, covariates=covariates)
+    steps = make_preprocessing(preprocessing, normalization, task_kind, seed, covariates=covariates, subset=subset)
     return Pipeline(steps + [("model", est)]), param_grid
 
 

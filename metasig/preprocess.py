@@ -138,6 +138,23 @@ class DESeq2VST(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 # ---- filters and selectors --------------------------------------------------------------------
 
 
+class ColumnSubset(SelectorMixin, BaseEstimator):
+    """Keep the columns at `indices`. After DESeq2VST, which needs every gene of the library to
+    estimate size factors, this narrows the transformed matrix to one gene group's genes."""
+
+    def __init__(self, indices=()):
+        self.indices = indices
+
+    def fit(self, X, y=None):
+        self.n_features_in_ = np.asarray(X).shape[1]
+        return self
+
+    def _get_support_mask(self):
+        mask = np.zeros(self.n_features_in_, dtype=bool)
+        mask[list(self.indices)] = True
+        return mask
+
+
 class MinMeanFilter(SelectorMixin, BaseEstimator):
     """Keep features whose training-fold mean is >= min_mean (NaN ignored)."""
 
@@ -248,7 +265,7 @@ class CoxScoreSelector(SelectorMixin, BaseEstimator):
 # ---- assembling the preprocessing steps ------------------------------------------------------
 
 
-def make_preprocessing(preprocessing: dict, normalization: str, task_kind: str, seed, covariates=()):
+def make_preprocessing(preprocessing: dict, normalization: str, task_kind: str, seed, covariates=(), subset=None):
     """Preprocessing steps as a list of (name, transformer), all fitted in-fold:
 
     [DESeq2VST if normalization == "vst"] + [MinMeanFilter if min_mean] + [TopVarianceFilter
@@ -258,12 +275,15 @@ def make_preprocessing(preprocessing: dict, normalization: str, task_kind: str, 
     `covariates` (column names, so the input must be a DataFrame; or column indices) are sample
     annotations beside the genes: they skip the gene-only steps (VST, mean and variance filters)
     through a ColumnTransformer and join the imputer, scaler and selector. `seed` is accepted
-    for interface stability; no step is random today.
+    for interface stability; no step is random today. `subset`: with VST, the positions (among
+    the gene columns) of the genes to keep after VST has been fitted on all of them.
     """
     preprocessing = preprocessing or {}
     gene_steps = []
     if normalization == "vst":
         gene_steps.append(("vst", DESeq2VST()))
+        if subset is not None:
+            gene_steps.append(("subset", ColumnSubset(indices=list(subset))))
     if preprocessing.get("min_mean") is not None:
         gene_steps.append(("min_mean", MinMeanFilter(min_mean=preprocessing["min_mean"])))
     if preprocessing.get("top_variance"):

@@ -44,8 +44,7 @@ def load_dataset(dataset_cfg, name, matrix_out, samples_out, cache, config_file,
     validate.check_dataset(matrix, sheet, dataset_cfg, matrix_file, sheet_file=dataset_cfg.get("samples", matrix_file))
     features = list(matrix.columns) + list(dataset_cfg.get("covariates", []))
     genesets.resolve(groups, features, config_file, field_prefix=f"datasets.{name}.gene_groups")
-    extra = {k: v for k, v in meta.items() if k not in ("unit", "namespace")}
-    io.write_matrix(matrix, matrix_out, meta["unit"], meta["namespace"], **extra)
+    io.write_matrix(matrix, matrix_out, meta["unit"], meta["namespace"], extra=meta)
     io.write_sheet(sheet, samples_out)
     log.info("%s: %d samples x %d genes (%s, %s)", name, *matrix.shape, meta["unit"], meta["namespace"])
 
@@ -54,7 +53,7 @@ def normalize(matrix_in, matrix_out, method):
     from metasig.normalize import normalize as apply
 
     matrix, meta = io.read_matrix(matrix_in)
-    io.write_matrix(apply(matrix, method), matrix_out, normalization=method, **meta)
+    io.write_matrix(apply(matrix, method), matrix_out, meta["unit"], meta["namespace"], extra={**meta, "normalization": method})
     log.info("normalized %d x %d with %s", *matrix.shape, method)
 
 
@@ -67,26 +66,45 @@ def gene_groups(matrix_in, groups, covariates, groups_out, config_file):
     io.write_json(resolved, groups_out)
 
 
-def feature_frame(matrix_in, samples_in, groups_in, group, task_cfg, covariates):
-    """Features (normalized genes + offered covariates) of one group, and the task's target,
-    on the samples that carry the task's label."""
+def feature_frame(matrix_in, samples_in, groups_in, group, task_cfg, covariates, normalization):
+    """Features of one group (normalized genes + offered covariates) and the task's target, on the
+    samples that carry the task's label. With in-fold VST, size factors need the whole library:
+    the frame then holds every gene (+ the group's covariates) and `subset` gives the positions
+    of the group's genes among them. Returns (X, y, class names, subset or None)."""
     from metasig.tasks import target
 
     matrix, _ = io.read_matrix(matrix_in)
     sheet = io.read_sheet(samples_in)
     samples, y = target(sheet, task_cfg, sheet_file=samples_in)
+    features = io.read_json(groups_in)[group]["genes"]
+    genes = [f for f in features if f in matrix.columns]
     if covariates:
         matrix = matrix.join(sheet.set_index("sample")[list(covariates)].astype(float))
-    genes = io.read_json(groups_in)[group]["genes"]
-    return matrix.loc[samples, genes], y
+    subset = None
+    if normalization == "vst" and genes:
+        position = {gene: i for i, gene in enumerate(matrix.columns[: len(matrix.columns) - len(covariates)])}
+        subset = [position[g] for g in genes]
+        features = [c for c in matrix.columns if c not in covariates] + [c for c in features if c in covariates]
+    return matrix.loc[samples, features], y, class_names(sheet, task_cfg), subset
+
+
+def class_names(sheet, task_cfg):
+    """Binary tasks: [negative, positive] label names as written in the sample sheet."""
+    if task_cfg["type"] != "binary":
+        return None
+    positive = str(task_cfg["positive"])
+    others = sorted(set(sheet[task_cfg["label"]].dropna().astype(str)) - {positive})
+    return [others[0] if len(others) == 1 else f"not {positive}", positive]
 
 
 def train(matrix_in, samples_in, groups_in, outdir, identity, task_cfg, model_cfg, cv, preprocessing, normalization, covariates, seed):
     from metasig import train as training
 
-    X, y = feature_frame(matrix_in, samples_in, groups_in, identity["group"], task_cfg, covariates)
+    X, y, classes, subset = feature_frame(matrix_in, samples_in, groups_in, identity["group"], task_cfg, covariates, normalization)
+    if normalization == "vst" and subset is None:
+        normalization = "none"  # a group of covariates only: there are no counts to transform
     log.info("%s: %d samples x %d features", ".".join(identity.values()), *X.shape)
-    result = training.train(X, y, task_cfg, model_cfg, cv, preprocessing, normalization, seed)
+    result = training.train(X, y, task_cfg, model_cfg, cv, preprocessing, normalization, seed, classes, covariates, subset)
     training.write_outputs(result, outdir, {**identity, "kind": task_cfg["type"], "model_kind": model_cfg["kind"], "seed": seed, "cv": cv}, list(X.columns))
 
 

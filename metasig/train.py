@@ -45,10 +45,13 @@ class TrainResult:
 
 
 def train(X: pd.DataFrame, y, task_cfg: dict, model_cfg: dict, cv: dict, preprocessing: dict,
-          normalization: str, seed: int, class_names=None) -> TrainResult:
+          normalization: str, seed: int, class_names=None, covariates=(), subset=None) -> TrainResult:
     """Run one (dataset, task, group, model) job on features X (samples x features, named
     columns) and target y as returned by `metasig.tasks.target`.
 
+    `covariates` name columns of X that are not genes: normalization and gene filters skip them.
+    `subset`: with in-fold VST, X holds every gene and these positions among its gene columns are
+    the group's genes, kept after VST (see metasig.preprocess.make_preprocessing).
     Binary targets are 0/1; their class names are `class_names` if given, else
     ["not <positive>", "<positive>"] from task_cfg["positive"].
     The permuted-label control permutes y once with a seeded RNG (survival: (time, event) pairs
@@ -63,7 +66,8 @@ def train(X: pd.DataFrame, y, task_cfg: dict, model_cfg: dict, cv: dict, preproc
     classes, positive = _classes(y, task_cfg, kind, class_names)
     # cv["n_jobs"] parallelises the inner grid search; estimators stay single-threaded so the
     # job uses n_jobs cores, not n_jobs squared.
-    pipeline, grid = models.build(model_cfg, kind, preprocessing, normalization, seed, n_jobs=1)
+    pipeline, grid = models.build(model_cfg, kind, preprocessing, normalization, seed, n_jobs=1,
+                                  covariates=[c for c in covariates if c in X.columns], subset=subset)
     timing = {}
 
     log.info("nested CV, real labels: %d samples x %d features, %s x %s outer folds",
