@@ -52,13 +52,18 @@ def _interval(block, metric):
     return {k: _num(entry.get(k)) for k in ("estimate", "ci_low", "ci_high")}
 
 
+# Metrics whose chance level does not depend on the data.
+CHANCE_LEVEL = {"roc_auc": 0.5, "c_index": 0.5, "mcc": 0.0}
+
+
 def no_signal(metrics_doc: dict, metric: str):
-    """True if the real CI overlaps the permuted control's CI; None if either is unavailable."""
+    """True if the real CI reaches down to the permuted control's CI or to the metric's chance
+    level (one permutation can land well below chance on small cohorts); None if unavailable."""
     real = _interval(metrics_doc.get("metrics"), metric)
     perm = _interval(metrics_doc.get("permuted"), metric)
     if math.isnan(real["ci_low"]) or math.isnan(perm["ci_high"]):
         return None
-    return bool(real["ci_low"] <= perm["ci_high"])
+    return bool(real["ci_low"] <= max(perm["ci_high"], CHANCE_LEVEL.get(metric, -math.inf)))
 
 
 def decide(metrics_doc: dict, gate: dict):

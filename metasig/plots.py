@@ -20,6 +20,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
+from metasig.gate import CHANCE_LEVEL
 from metasig.io import atomic_path
 
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies; yellow last (weak on white).
@@ -283,13 +284,14 @@ def leaderboard_plot(metrics_docs, gate_rows_df, path, metric, threshold=None, g
     ax.grid(axis="x", color="#E5E5E5", linewidth=0.8, zorder=0)
     # Numbers beside each row, and a plain statement when the model does not beat the permuted control.
     for y, row in zip(ys, table.itertuples()):
-        text = f"{_fmt(row.est)} [{_fmt(row.lo)}, {_fmt(row.hi)}]"
+        text = f"{_fmt(row.est, 3)} [{_fmt(row.lo, 3)}, {_fmt(row.hi, 3)}]"
+        chance = CHANCE_LEVEL.get(metric, -np.inf)
         no_signal = np.isfinite(row.lo) and np.isfinite(row.phi) and (
-            (row.hi >= row.plo) if lower_better else (row.lo <= row.phi))
+            (row.hi >= row.plo) if lower_better else (row.lo <= max(row.phi, chance)))
         if not np.isfinite(row.est):
             text = "metric not available"
         elif no_signal:
-            text += "  no signal vs permuted"
+            text += "  no signal"
         ax.text(1.01, y + 0.08, text, transform=ax.get_yaxis_transform(), va="center", fontsize=8.5,
                 color=NOTE_COLOUR if no_signal or not np.isfinite(row.est) else "black", clip_on=False)
     ax.text(1.01, 1.0, "estimate [95% CI]", transform=ax.transAxes, va="bottom", fontsize=8.5, fontweight="bold")

@@ -183,11 +183,11 @@ def plot_task(figure, metrics_files, prediction_files, importance_files, gate_fi
         else:
             plots.calibration_plot(by_job, out)
     elif figure == "confusion":
-        plots.confusion_plot(predictions(best), docs[best]["classes"], out)
+        plots.confusion_plot(predictions(best), docs[best]["classes"], out, title=f"Confusion matrix (out-of-fold) of {label(best)}")
     elif figure == "km":
-        plots.km_plot(predictions(best), out)
+        plots.km_plot(predictions(best), out, title=f"Survival by out-of-fold predicted risk of {label(best)}")
     elif figure == "importance":
-        plots.importance_plot(pd.read_csv(importance_files[best], sep="\t"), out)
+        plots.importance_plot(pd.read_csv(importance_files[best], sep="\t"), out, title=f"Top 20 features of {label(best)} (final model)")
     else:
         raise ValueError(f"unknown figure {figure!r}")
     log.info("%s of %s (best: %s)", figure, out, label(best))

@@ -54,8 +54,7 @@ def train(X: pd.DataFrame, y, task_cfg: dict, model_cfg: dict, cv: dict, preproc
     the group's genes, kept after VST (see metasig.preprocess.make_preprocessing).
     Binary targets are 0/1; their class names are `class_names` if given, else
     ["not <positive>", "<positive>"] from task_cfg["positive"].
-    The permuted-label control permutes y once with a seeded RNG (survival: (time, event) pairs
-    move together) and repeats the same nested CV with outer_repeats = cv["permuted_repeats"].
+    The permuted-label control is `permuted_control`.
     """
     from metasig import models
 
@@ -76,11 +75,9 @@ def train(X: pd.DataFrame, y, task_cfg: dict, model_cfg: dict, cv: dict, preproc
     real = nested_cv(pipeline, grid, X, y, kind, cv, seed)
     timing["nested_cv_seconds"] = clock.perf_counter() - t0
 
-    log.info("permuted-label control: %s x %s outer folds", cv["permuted_repeats"], cv["outer_folds"])
+    log.info("permuted-label control: %s permutation(s) x %s outer folds", cv["permuted_repeats"], cv["outer_folds"])
     t0 = clock.perf_counter()
-    y_perm = y[np.random.default_rng(seed).permutation(len(y))]
-    perm_cv = {**cv, "outer_repeats": int(cv["permuted_repeats"])}
-    permuted = nested_cv(pipeline, grid, X, y_perm, kind, perm_cv, seed)
+    permuted = permuted_control(pipeline, grid, X, y, kind, cv, seed)
     timing["permuted_seconds"] = clock.perf_counter() - t0
 
     t0 = clock.perf_counter()
@@ -108,6 +105,18 @@ def train(X: pd.DataFrame, y, task_cfg: dict, model_cfg: dict, cv: dict, preproc
         kind=kind, features=list(map(str, X.columns)), n_samples=len(y), seed=int(seed),
         cv={k: int(cv[k]) for k in CV_KEYS}, positive=positive, timing=timing,
     )
+
+
+def permuted_control(pipeline, grid, X, y, kind, cv, seed):
+    """The same nested CV on shuffled labels, once per permutation (cv["permuted_repeats"]), each
+    with its own shuffle and outer split; averaging over permutations steadies the chance level.
+    Survival targets are structured rows, so (time, event) pairs move together."""
+    runs = []
+    for r in range(int(cv["permuted_repeats"])):
+        y_perm = y[np.random.default_rng(seed + r).permutation(len(y))]
+        run = nested_cv(pipeline, grid, X, y_perm, kind, {**cv, "outer_repeats": 1}, seed + r)
+        runs.append(run.assign(repeat=r))
+    return pd.concat(runs, ignore_index=True)
 
 
 def write_outputs(result: TrainResult, outdir, identity: dict, features):

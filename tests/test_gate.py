@@ -87,3 +87,11 @@ def test_gate_task_roundtrips_through_tsv(tmp_path):
     back = pd.read_csv(path, sep="\t")
     assert list(back["passed"]) == list(frame["passed"])
     assert list(back["reason"]) == list(frame["reason"])
+
+
+def test_no_signal_when_the_interval_reaches_chance_even_if_the_permutation_fell_low():
+    from metasig.gate import no_signal
+
+    low_permutation = doc(est=0.54, lo=0.44, hi=0.65, p_est=0.33, p_lo=0.25, p_hi=0.42)
+    assert no_signal(low_permutation, "roc_auc") is True
+    assert no_signal(doc(est=0.9, lo=0.8, hi=0.95), "roc_auc") is False

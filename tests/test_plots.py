@@ -110,8 +110,8 @@ def test_leaderboard_marks_gate_and_no_signal(tmp_path, docs_and_gate):
     out = plots.leaderboard_plot(docs, gate, tmp_path / "leaderboard.svg", "roc_auc")
     texts = svg_texts(assert_svg(out))
     assert "ALL · elasticnet" in texts and "metagene_19 · xgboost" in texts
-    assert "0.55 [0.49, 0.61]  no signal vs permuted" in texts
-    assert "0.97 [0.91, 1.03]" in texts  # a model that beats the permuted control is not flagged
+    assert "0.550 [0.490, 0.610]  no signal" in texts
+    assert "0.970 [0.910, 1.030]" in texts  # a model that beats the permuted control is not flagged
     assert "gate threshold (0.60)" in texts
 
 
