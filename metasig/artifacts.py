@@ -13,7 +13,6 @@
 explicit allowlist of trusted types (`TRUSTED_TYPES`), never `trusted=True`.
 """
 
-import hashlib
 import io
 import json
 import platform
@@ -27,7 +26,7 @@ import pandas as pd
 import skops.io as sio
 
 from metasig.errors import InputError
-from metasig.io import atomic_path
+from metasig.io import atomic_path, sha256_file
 from metasig.models import (
     CoxPH,
     XGBoostClassifier,
@@ -71,10 +70,6 @@ def _versions():
         except metadata.PackageNotFoundError:
             out[name] = None
     return out
-
-
-def _sha256(path):
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 # ---- byte-reproducible skops ------------------------------------------------------------------
@@ -220,7 +215,7 @@ def save_artifact(fitted_pipeline, outdir, features, task_kind, model_kind, clas
         else:
             _write_json(path, content)
         written.append(path)
-    sums = "".join(f"{_sha256(p)}  {p.name}\n" for p in sorted(written, key=lambda p: p.name))
+    sums = "".join(f"{sha256_file(p)}  {p.name}\n" for p in sorted(written, key=lambda p: p.name))
     _write_bytes(outdir / SUMS, sums.encode())
     written.append(outdir / SUMS)
     return written
@@ -248,7 +243,7 @@ def verify_checksums(directory) -> dict:
         path = directory / name
         if not path.is_file():
             raise InputError(path, "(file)", "listed in SHA256SUMS but missing")
-        actual = _sha256(path)
+        actual = sha256_file(path)
         if actual != expected:
             raise InputError(path, "sha256", f"checksum mismatch (SHA256SUMS: {expected}, file: {actual}); the artifact was altered or corrupted")
     return listed

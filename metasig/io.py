@@ -3,6 +3,7 @@
 Every write is atomic (temp file + rename) so a failed step never leaves a half-written output.
 """
 
+import hashlib
 import json
 import os
 import tempfile
@@ -34,6 +35,15 @@ def atomic_path(path):
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def sha256_file(path, chunk=1 << 20):
+    """Hex sha256 of a file, read in chunks (downloads and artifacts can be large)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_json(obj, path):

@@ -112,20 +112,8 @@ class XGBoostClassifier(ClassifierMixin, BaseEstimator):
         encoder = LabelEncoder().fit(y)
         self.classes_ = encoder.classes_
         y_enc = encoder.transform(y)
-        params = dict(
-            max_depth=self.max_depth,
-            n_estimators=self.n_estimators,
-            learning_rate=self.learning_rate,
-            subsample=self.subsample,
-            colsample_bytree=self.colsample_bytree,
-            min_child_weight=self.min_child_weight,
-            reg_lambda=self.reg_lambda,
-            reg_alpha=self.reg_alpha,
-            gamma=self.gamma,
-            tree_method=self.tree_method,
-            random_state=self.random_state,
-            n_jobs=self.n_jobs,
-        )
+        # every constructor parameter is an XGBoost one, except our class balancing switch
+        params = {k: v for k, v in self.get_params().items() if k != "scale_pos_weight"}
         weight = None
         if len(self.classes_) == 2:
             params["objective"] = "binary:logistic"
@@ -295,20 +283,7 @@ class XGBoostCox(_SurvivalMixin, BaseEstimator):
 
         X = np.asarray(X, dtype=np.float32)
         event, time = survival_arrays(y)
-        model = xgb.XGBRegressor(
-            objective="survival:cox",
-            max_depth=self.max_depth,
-            n_estimators=self.n_estimators,
-            learning_rate=self.learning_rate,
-            subsample=self.subsample,
-            colsample_bytree=self.colsample_bytree,
-            min_child_weight=self.min_child_weight,
-            reg_lambda=self.reg_lambda,
-            reg_alpha=self.reg_alpha,
-            tree_method=self.tree_method,
-            random_state=self.random_state,
-            n_jobs=self.n_jobs,
-        )
+        model = xgb.XGBRegressor(objective="survival:cox", **self.get_params())
         model.fit(X, np.where(event, time, -time))
         self.booster_ = model.get_booster()
         breslow = BreslowEstimator().fit(xgb_margin(self.booster_, X), event, time)

@@ -155,7 +155,18 @@ class ColumnSubset(SelectorMixin, BaseEstimator):
         return mask
 
 
-class MinMeanFilter(SelectorMixin, BaseEstimator):
+class _NanTolerantFilter(SelectorMixin, BaseEstimator):
+    """A feature filter whose fit sets `support_`; NaN (e.g. a missing covariate) is allowed."""
+
+    def _get_support_mask(self):
+        check_is_fitted(self, "support_")
+        return self.support_
+
+    def __sklearn_tags__(self):
+        return _allow_nan_tags(super().__sklearn_tags__())
+
+
+class MinMeanFilter(_NanTolerantFilter):
     """Keep features whose training-fold mean is >= min_mean (NaN ignored)."""
 
     def __init__(self, min_mean=None):
@@ -178,15 +189,9 @@ class MinMeanFilter(SelectorMixin, BaseEstimator):
             )
         return self
 
-    def _get_support_mask(self):
-        check_is_fitted(self, "support_")
-        return self.support_
-
-    def __sklearn_tags__(self):
-        return _allow_nan_tags(super().__sklearn_tags__())
 
 
-class TopVarianceFilter(SelectorMixin, BaseEstimator):
+class TopVarianceFilter(_NanTolerantFilter):
     """Keep the n features with the largest training-fold variance (all of them if n >= #features).
     Ties are broken by column order, so the choice is deterministic."""
 
@@ -204,12 +209,6 @@ class TopVarianceFilter(SelectorMixin, BaseEstimator):
         self.support_[order[:keep]] = True
         return self
 
-    def _get_support_mask(self):
-        check_is_fitted(self, "support_")
-        return self.support_
-
-    def __sklearn_tags__(self):
-        return _allow_nan_tags(super().__sklearn_tags__())
 
 
 class SelectKBestCapped(SelectKBest):

@@ -28,7 +28,7 @@ import tempfile
 from pathlib import Path, PurePosixPath
 
 from metasig.errors import InputError
-from metasig.io import read_json, write_json
+from metasig.io import read_json, sha256_file, write_json
 
 INDEX_SCHEMA = 1
 ARTIFACT_DIR = "model"
@@ -44,14 +44,6 @@ class ChecksumError(InputError):
 
 def model_name(dataset, task, group, model):
     return f"{dataset}.{task}.{group}.{model}"
-
-
-def sha256_file(path, chunk=1 << 20):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_sums(folder):

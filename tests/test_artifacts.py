@@ -18,14 +18,8 @@ from metasig.artifacts import TRUSTED_TYPES, load_artifact, save_artifact, skops
 from metasig.errors import InputError
 from metasig.models import build
 
-SMALL = {
-    "xgboost": {"n_estimators": [20], "max_depth": [2]},
-    "elasticnet": {"C": [1.0], "l1_ratio": [0.5]},
-    "linear_sweep": {"C": [1.0], "alpha": [1e-3]},
-    "random_forest": {"max_features": ["sqrt"], "min_samples_leaf": [1]},
-    "coxph": {"penalizer": [0.1], "l1_ratio": [0.0]},
-    "xgboost_cox": {"n_estimators": [30], "max_depth": [2]},
-}
+from conftest import SMALL_GRIDS as SMALL
+
 PREPROCESSING = {"min_mean": 1.0, "top_variance": 8, "select_k": 5, "scale": True}
 CASES = [
     ("xgboost", "binary"),

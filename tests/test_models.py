@@ -14,17 +14,10 @@ from metasig.models import (
     jsonable_params,
 )
 
+from conftest import SMALL_GRIDS as SMALL
+
 CLASSIFIERS = ["xgboost", "elasticnet", "linear_sweep", "random_forest"]
 SURVIVAL = ["coxph", "xgboost_cox"]
-# small grids keep the tests fast; the default grids are checked separately
-SMALL = {
-    "xgboost": {"n_estimators": [20], "max_depth": [2]},
-    "elasticnet": {"C": [1.0], "l1_ratio": [0.5]},
-    "linear_sweep": {"C": [1.0], "alpha": [1e-3]},
-    "random_forest": {"max_features": ["sqrt"], "min_samples_leaf": [1]},
-    "coxph": {"penalizer": [0.1], "l1_ratio": [0.0]},
-    "xgboost_cox": {"n_estimators": [30], "max_depth": [2]},
-}
 
 
 def cfg(kind, **params):

@@ -6,6 +6,8 @@ import sys
 from metasig.bench import REPO
 from metasig.bench import scratch_copy as workflow_copy
 
+__all__ = ["REPO", "planned_jobs", "snakemake", "workflow_copy"]
+
 
 def snakemake(workdir, *args, check=True, timeout=1800):
     """Run snakemake from this interpreter's environment; return the CompletedProcess."""

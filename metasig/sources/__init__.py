@@ -10,6 +10,7 @@ from pathlib import Path
 
 from metasig import validate
 from metasig.errors import InputError
+from metasig.io import sha256_file
 from metasig.sources import builtin, table, url as url_source
 
 SOURCES = ("builtin", "table", "url")
@@ -27,7 +28,7 @@ def load(dataset_cfg: dict, dataset_name: str, base_dir=".", cache_dir="cache", 
         if not path.is_file():
             raise InputError(config_file, f"{where}.matrix", f"file not found: {dataset_cfg['matrix']}")
         matrix, sheet = _read_table(path, dataset_cfg, None, config_file, where)
-        meta = {"source": "table", "matrix": str(dataset_cfg["matrix"]), "sha256": url_source.sha256_of(path)}
+        meta = {"source": "table", "matrix": str(dataset_cfg["matrix"]), "sha256": sha256_file(path)}
     elif source == "url":
         address, sha = dataset_cfg["url"], dataset_cfg["sha256"]
         path = url_source.fetch(address, sha, cache_dir, config_file=config_file,

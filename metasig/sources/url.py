@@ -6,7 +6,6 @@ nothing. pooch streams into a temporary file beside the target and moves it into
 the sha256 matches, so a failed or corrupt download never leaves a file in the cache.
 """
 
-import hashlib
 import re
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ from urllib.parse import unquote, urlparse
 import pooch
 
 from metasig.errors import InputError
+from metasig.io import sha256_file
 
 RETRIES = 3  # extra attempts after the first (connection errors, HTTP errors, checksum mismatch)
 TIMEOUT = 60  # seconds without data before a connection attempt is abandoned
@@ -32,14 +32,6 @@ def cache_dir_for(sha256, cache_dir="cache"):
     return Path(cache_dir) / "sha256" / sha[:2] / sha
 
 
-def sha256_of(path, chunk=1 << 20):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def cached(sha256, cache_dir="cache"):
     """Path of a verified cached copy of this content, or None."""
     folder = cache_dir_for(sha256, cache_dir)
@@ -47,7 +39,7 @@ def cached(sha256, cache_dir="cache"):
         return None
     for path in sorted(p for p in folder.iterdir() if p.is_file()):
         # verify: a file damaged after download (or a stray temp file) must not be trusted
-        if sha256_of(path) == sha256.lower():
+        if sha256_file(path) == sha256.lower():
             return path
     return None
 
