@@ -38,6 +38,7 @@ class TrainResult:
     kind: str = "binary"
     features: list = field(default_factory=list)
     n_samples: int = 0
+    n_features: int = 0  # features the model uses (with in-fold VST, fewer than its inputs)
     seed: int = 0
     cv: dict = field(default_factory=dict)
     positive: str | None = None
@@ -103,6 +104,7 @@ def train(X: pd.DataFrame, y, task_cfg: dict, model_cfg: dict, cv: dict, preproc
         metrics=real_metrics, permuted=perm_metrics, predictions=predictions, final=final,
         best_params=models.jsonable_params(best_params), importance=importance, classes=classes, fit_seconds=fit_seconds,
         kind=kind, features=list(map(str, X.columns)), n_samples=len(y), seed=int(seed),
+        n_features=X.shape[1] if subset is None else len(subset) + len(set(covariates) & set(X.columns)),
         cv={k: int(cv[k]) for k in CV_KEYS}, positive=positive, timing=timing,
     )
 
@@ -134,8 +136,8 @@ def write_outputs(result: TrainResult, outdir, identity: dict, features):
         **{k: identity[k] for k in ("dataset", "task", "group", "model", "model_kind")},
         "kind": kind,
         "n_samples": int(result.n_samples),
-        "n_features": len(features),
-        "features": features,
+        "n_features": int(result.n_features or len(features)),
+        "features": features,  # the model's inputs, in order
         "metrics": result.metrics,
         "permuted": result.permuted,
         "best_params": result.best_params,
