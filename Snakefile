@@ -13,6 +13,7 @@ if not workflow.overwrite_configfiles:
 
 
 include: "rules/common.smk"
+include: "rules/reads.smk"
 include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/registry.smk"

@@ -52,6 +52,7 @@ TRUSTED_TYPES = [
     "metasig.preprocess.ColumnSubset",
     "metasig.preprocess.CoxScoreSelector",
     "metasig.preprocess.DESeq2VST",
+    "metasig.preprocess.MedianOfRatiosLog2",
     "metasig.preprocess.MinMeanFilter",
     "metasig.preprocess.SelectKBestCapped",
     "metasig.preprocess.TopVarianceFilter",

@@ -37,9 +37,9 @@ DEFAULT_CV = {
     "n_jobs": 1,
 }
 DEFAULT_PREPROCESSING = {"min_mean": None, "top_variance": None, "select_k": None, "scale": True}
-# Counts default to log2-CPM: per sample, on all genes, before gene groups are cut. DESeq2's VST
-# (normalization: vst) is fitted in-fold on each group's genes, which needs large groups.
-AUTO_NORMALIZATION = {"counts": "log2cpm", "tpm": "log2p1", "fpkm": "log2p1"}
+# Counts default to DESeq2's median-of-ratios + log2, fitted in-fold on every gene (it corrects
+# composition, which log2-CPM does not); `vst` adds DESeq2's variance-stabilizing transform.
+AUTO_NORMALIZATION = {"counts": "deseq2", "tpm": "log2p1", "fpkm": "log2p1"}
 
 
 def load_schema():

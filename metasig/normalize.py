@@ -12,7 +12,7 @@ import pandas as pd
 
 from metasig.errors import InputError
 
-METHODS = ("none", "log2p1", "log2cpm", "vst")
+METHODS = ("none", "log2p1", "log2cpm", "vst", "deseq2")
 # log2 CPM as in limma-voom: log2((x + 0.5) / (library size + 1) * 1e6). The prior count is added
 # per sample (not scaled by the mean library size as edgeR does), so each sample's result
 # depends on that sample alone.
@@ -32,7 +32,7 @@ def normalize(matrix: pd.DataFrame, method: str, prior_count: float = DEFAULT_PR
     if method == "none":
         return out
     _check_non_negative(out, method, source)
-    if method == "vst":
+    if method in ("vst", "deseq2"):
         return out
     if method == "log2p1":
         return np.log2(out + 1.0)

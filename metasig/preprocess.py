@@ -135,6 +135,41 @@ class DESeq2VST(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         return np.rint(X)
 
 
+class MedianOfRatiosLog2(DESeq2VST):
+    """DESeq2's median-of-ratios size factors fitted on the training fold (geometric means of its
+    genes; DESeq2's "poscounts" when every gene has a zero), then log2(normalized count + 1).
+    The size factors correct library size *and* composition: when a few genes take a larger share
+    of the reads, CPM pushes every other gene down, median-of-ratios does not. No dispersion fit,
+    so it is cheap enough to refit in every fold and grid point."""
+
+    def __init__(self):
+        pass
+
+    def fit(self, X, y=None):
+        counts = self._counts(X, reset=True)
+        with np.errstate(divide="ignore"):
+            logs = np.log(counts)
+        self.logmeans_ = logs.mean(axis=0)
+        self.reference_genes_ = np.isfinite(self.logmeans_)
+        self.sf_scale_ = 1.0
+        self.size_factor_method_ = "ratio"
+        if not self.reference_genes_.any():  # every gene has a zero somewhere: DESeq2's poscounts
+            self.size_factor_method_ = "poscounts"
+            self.logmeans_ = np.where(counts > 0, logs, 0.0).sum(axis=0) / counts.shape[0]
+            self.reference_genes_ = self.logmeans_ > 0
+            self.sf_scale_ = float(np.exp(np.mean(np.log(self._raw_size_factors(counts)))))
+        return self
+
+    def transform(self, X):
+        check_is_fitted(self, "logmeans_")
+        counts = self._counts(X, reset=False)
+        return np.log2(counts / self.size_factors(counts)[:, None] + 1)
+
+
+# Normalizations fitted inside the training folds, on every gene of the library.
+IN_FOLD_NORMALIZATIONS = {"vst": DESeq2VST, "deseq2": MedianOfRatiosLog2}
+
+
 # ---- filters and selectors --------------------------------------------------------------------
 
 
@@ -267,20 +302,20 @@ class CoxScoreSelector(SelectorMixin, BaseEstimator):
 def make_preprocessing(preprocessing: dict, normalization: str, task_kind: str, seed, covariates=(), subset=None):
     """Preprocessing steps as a list of (name, transformer), all fitted in-fold:
 
-    [DESeq2VST if normalization == "vst"] + [MinMeanFilter if min_mean] + [TopVarianceFilter
+    [DESeq2VST or MedianOfRatiosLog2 for normalization "vst" / "deseq2"] + [MinMeanFilter if min_mean] + [TopVarianceFilter
     if top_variance] + SimpleImputer(median) + [StandardScaler if scale] + [univariate selection
     if select_k: f_classif for classification, Cox score for survival].
 
     `covariates` (column names, so the input must be a DataFrame; or column indices) are sample
     annotations beside the genes: they skip the gene-only steps (VST, mean and variance filters)
     through a ColumnTransformer and join the imputer, scaler and selector. `seed` is accepted
-    for interface stability; no step is random today. `subset`: with VST, the positions (among
+    for interface stability; no step is random today. `subset`: with an in-fold normalization, the positions (among
     the gene columns) of the genes to keep after VST has been fitted on all of them.
     """
     preprocessing = preprocessing or {}
     gene_steps = []
-    if normalization == "vst":
-        gene_steps.append(("vst", DESeq2VST()))
+    if normalization in IN_FOLD_NORMALIZATIONS:
+        gene_steps.append((normalization, IN_FOLD_NORMALIZATIONS[normalization]()))
         if subset is not None:
             gene_steps.append(("subset", ColumnSubset(indices=list(subset))))
     if preprocessing.get("min_mean") is not None:

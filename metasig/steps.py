@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from metasig import io
+from metasig.preprocess import IN_FOLD_NORMALIZATIONS
 
 log = logging.getLogger("metasig")
 
@@ -34,13 +35,18 @@ def logged(log_file):
             handler.close()
 
 
-def load_dataset(dataset_cfg, name, matrix_out, samples_out, cache, config_file, groups, base_dir="."):
+def load_dataset(dataset_cfg, name, matrix_out, samples_out, cache, config_file, groups, reads=None, base_dir="."):
     """Read a source, check it (tables, labels, gene groups) and write the two data contracts.
-    Nothing is written unless every check passes."""
+    Nothing is written unless every check passes. `reads`: for reads datasets, which workflow
+    input is which (see metasig.sources.reads)."""
     from metasig import genesets, sources, validate
+    from metasig.sources import reads as reads_source
 
-    matrix, sheet, meta = sources.load(dataset_cfg, name, base_dir, cache, config_file)
-    matrix_file = dataset_cfg.get("matrix") or dataset_cfg.get("url") or f"builtin:{dataset_cfg.get('name')}"
+    if reads:
+        matrix, sheet, meta = reads_source.load(dataset_cfg, reads)
+    else:
+        matrix, sheet, meta = sources.load(dataset_cfg, name, base_dir, cache, config_file)
+    matrix_file = dataset_cfg.get("matrix") or dataset_cfg.get("url") or (reads or {}).get("qc") or f"builtin:{dataset_cfg.get('name')}"
     validate.check_dataset(matrix, sheet, dataset_cfg, matrix_file, sheet_file=dataset_cfg.get("samples", matrix_file))
     features = list(matrix.columns) + list(dataset_cfg.get("covariates", []))
     genesets.resolve(groups, features, config_file, field_prefix=f"datasets.{name}.gene_groups")
@@ -81,7 +87,7 @@ def feature_frame(matrix_in, samples_in, groups_in, group, task_cfg, covariates,
     if covariates:
         matrix = matrix.join(sheet.set_index("sample")[list(covariates)].astype(float))
     subset = None
-    if normalization == "vst" and genes:
+    if normalization in IN_FOLD_NORMALIZATIONS and genes:
         position = {gene: i for i, gene in enumerate(matrix.columns[: len(matrix.columns) - len(covariates)])}
         subset = [position[g] for g in genes]
         features = [c for c in matrix.columns if c not in covariates] + [c for c in features if c in covariates]
@@ -101,7 +107,7 @@ def train(matrix_in, samples_in, groups_in, outdir, identity, task_cfg, model_cf
     from metasig import train as training
 
     X, y, classes, subset = feature_frame(matrix_in, samples_in, groups_in, identity["group"], task_cfg, covariates, normalization)
-    if normalization == "vst" and subset is None:
+    if normalization in IN_FOLD_NORMALIZATIONS and subset is None:
         normalization = "none"  # a group of covariates only: there are no counts to transform
     log.info("%s: %d samples x %d features", ".".join(identity.values()), *X.shape)
     result = training.train(X, y, task_cfg, model_cfg, cv, preprocessing, normalization, seed, classes, covariates, subset)
@@ -148,7 +154,7 @@ def qc_plots(matrix_in, samples_in, colour_by, qc_out, pca_out):
     from metasig import plots
 
     matrix, meta = io.read_matrix(matrix_in)
-    transformed = meta.get("normalization") not in (None, "none", "vst")
+    transformed = meta.get("normalization") not in (None, "none", *IN_FOLD_NORMALIZATIONS)
     unit = "log2" if transformed else meta["unit"]
     sheet = io.read_sheet(samples_in).set_index("sample").loc[matrix.index].reset_index()
     plots.qc_plot(matrix, unit, qc_out)
@@ -191,3 +197,75 @@ def plot_task(figure, metrics_files, prediction_files, importance_files, gate_fi
     else:
         raise ValueError(f"unknown figure {figure!r}")
     log.info("%s of %s (best: %s)", figure, out, label(best))
+
+
+# ---- reads -----------------------------------------------------------------------------------
+
+
+def validate_reads(units_table, table_out):
+    """Every FASTQ read to its end and mates paired, every BAM sorted and indexed, before any tool."""
+    from metasig.reads import validate
+
+    stats = validate.check_units(units_table)
+    for bam in units_table.get("bam", pd.Series(dtype=str)).dropna():
+        validate.check_bam(bam)
+    with io.atomic_path(table_out) as tmp:
+        stats.to_csv(tmp, sep="\t", index=False)
+    log.info("validated %d unit(s)", len(units_table))
+
+
+def tpm_matrix(reads, tpm_out):
+    """Gene-level TPM beside the counts, for people who want abundances (not used for training)."""
+    from metasig.reads import quant
+    from metasig.sources.reads import tx2gene
+
+    _, tpm = quant.salmon_to_matrix(reads["quant"], tx2gene(reads))
+    io.write_matrix(tpm, tpm_out, "tpm", reads.get("namespace", "feature"))
+
+
+def sra_fetch(accession, fastq_out, workdir):
+    from metasig.reads.sra import fetch
+
+    fetch(accession, fastq_out, workdir)
+
+
+def mapping_qc(units_table, inputs, floor, exclude, table_out):
+    from metasig.reads import quant
+
+    samples = list(dict.fromkeys(units_table["sample"]))
+    if "summary" in inputs:
+        bam_to_sample = dict(zip(units_table["bam"], units_table["sample"]))
+        table = quant.featurecounts_qc(inputs["summary"], bam_to_sample, floor, exclude)
+    else:
+        reports = {s: [] for s in samples}
+        for sample, report in zip(units_table["sample"], inputs["fastp"]):
+            reports[sample].append(report)
+        salmon = dict(zip(samples, inputs["salmon"]))
+        table = quant.mapping_qc(samples, salmon, reports, floor, exclude)
+    with io.atomic_path(table_out) as tmp:
+        table.to_csv(tmp, sep="\t", index=False)
+    for row in table[table["flagged"]].itertuples():
+        log.warning("sample %s: %s%s", row.sample, row.reason, " (excluded)" if row.excluded else "")
+
+
+def plot_mapping(table_in, floor, out):
+    from metasig import plots
+
+    plots.mapping_plot(pd.read_csv(table_in, sep="\t", dtype={"sample": str}), floor, out)
+
+
+def simulate_reads(simulation, out_dir):
+    """The built-in two-condition cohort: the first `planted` genes change between conditions."""
+    from metasig.reads.layout import planted_genes
+    from metasig.reads.simulate import simulate_cohort
+
+    paths = simulate_cohort(
+        out_dir,
+        n_per_condition=simulation.get("samples_per_condition", 8),
+        n_genes=simulation.get("genes", 120),
+        planted_genes=planted_genes(simulation),
+        fold_change=simulation.get("fold_change", 4.0),
+        reads_per_sample=simulation.get("reads", 40_000),
+        seed=simulation.get("seed", 7),
+    )
+    log.info("simulated %d samples into %s", len(paths["fastq"]), out_dir)

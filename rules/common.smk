@@ -1,13 +1,21 @@
+import functools
 import os
 import sys
 
+import pandas as pd
+
 from snakemake.utils import validate
 
-# Rule scripts import the metasig package from this checkout, in any environment they run in.
-os.environ.update(PYTHONPATH=workflow.basedir)
+# Rule scripts import the metasig package from this checkout, in any environment they run in,
+# and command-line tools installed beside this Python (e.g. multiqc in .venv) are found.
+os.environ.update(
+    PYTHONPATH=workflow.basedir,
+    PATH=os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")]),
+)
 sys.path.insert(0, workflow.basedir)
 
 import metasig.config as mconfig
+import metasig.reads.layout as mreads
 
 # Our own schema check first: its messages name the config field that is wrong.
 CONFIG_FILE = (workflow.configfiles or ["config"])[-1]
@@ -22,6 +30,9 @@ MODEL_DIR = f"{MODELS_ROOT}/{{dataset}}/{{task}}/{{group}}/{{model}}"
 
 wildcard_constraints:
     dataset="[A-Za-z0-9_-]+",
+    sample="[^/]+",
+    unit="[^-./]+",
+    accession="[SED]RR[0-9]+",
     task="[A-Za-z0-9_-]+",
     group="[A-Za-z0-9_-]+",
     model="[A-Za-z0-9_-]+",
@@ -39,10 +50,149 @@ def task_type(dataset, task):
     return config["datasets"][dataset]["tasks"][task]["type"]
 
 
-def local_inputs(wildcards):
-    """Local files a dataset reads, so that editing them re-runs its load step."""
+READ_SOURCES = ("fastq", "bam", "simulated")
+
+
+def is_reads(dataset):
+    return config["datasets"][dataset]["source"] in READ_SOURCES
+
+
+def sample_sheet_path(dataset):
+    ds = config["datasets"][dataset]
+    if ds["source"] == "simulated":
+        return f"results/{dataset}/simulated/samples.tsv"
+    return ds.get("samples")
+
+
+@functools.cache
+def units(dataset):
+    """The units sheet of a reads dataset (simulated ones are known from their config)."""
+    ds = config["datasets"][dataset]
+    if ds["source"] == "simulated":
+        return mreads.simulated_units(dataset, ds["simulation"])
+    sheet = pd.read_csv(ds["samples"], sep=None, engine="python", dtype=str)
+    return mreads.read_units(ds["units"], samples=list(sheet["sample"]))
+
+
+def unit_row(wildcards):
+    table = units(wildcards.dataset)
+    return table[
+        (table["sample"] == wildcards.sample) & (table["unit"] == wildcards.unit)
+    ].iloc[0]
+
+
+def dataset_samples(dataset):
+    return list(dict.fromkeys(units(dataset)["sample"]))
+
+
+def is_paired(row):
+    return isinstance(row.get("fq2"), str) or isinstance(row.get("sra"), str)
+
+
+def raw_fastq(wildcards):
+    """The unit's FASTQ files: as listed, or fetched from SRA."""
+    row = unit_row(wildcards)
+    if isinstance(row.get("sra"), str):
+        return expand(
+            "results/{dataset}/sra/{acc}_{mate}.fastq.gz",
+            dataset=wildcards.dataset,
+            acc=row["sra"],
+            mate=[1, 2],
+        )
+    return [row["fq1"], row["fq2"]] if is_paired(row) else [row["fq1"]]
+
+
+def trimmed_fastq(dataset, sample):
+    """fastp's output for every unit of a sample, as salmon reads them: {"r1": [...], "r2": [...]}."""
+    table = units(dataset)
+    rows = table[table["sample"] == sample]
+    prefix = f"results/{dataset}/fastp"
+    if all(is_paired(row) for _, row in rows.iterrows()):
+        return {
+            "r1": [f"{prefix}/{sample}-{u}.1.fastq.gz" for u in rows["unit"]],
+            "r2": [f"{prefix}/{sample}-{u}.2.fastq.gz" for u in rows["unit"]],
+        }
+    return {
+        "r1": [f"{prefix}/{sample}-{u}.se.fastq.gz" for u in rows["unit"]],
+        "r2": [],
+    }
+
+
+def fastp_reports(dataset):
+    return [
+        f"results/{dataset}/fastp/{row['sample']}-{row['unit']}{'' if is_paired(row) else '.se'}.json"
+        for _, row in units(dataset).iterrows()
+    ]
+
+
+def transcriptome_path(wildcards):
     ds = dataset_cfg(wildcards)
-    return [ds[key] for key in ("matrix", "samples") if key in ds]
+    if ds["source"] == "simulated":
+        return f"results/{wildcards.dataset}/simulated/transcriptome.fa.gz"
+    return ds["transcriptome"]
+
+
+def mapping_qc_inputs(wildcards):
+    """Tool outputs that tell how each sample's reads went: fastp + salmon, or featureCounts."""
+    dataset = wildcards.dataset
+    if config["datasets"][dataset]["source"] == "bam":
+        return {"summary": f"results/{dataset}/featurecounts/counts.txt.summary"}
+    return {"fastp": fastp_reports(dataset), "salmon": salmon_dirs(dataset)}
+
+
+def salmon_dirs(dataset):
+    return [f"results/{dataset}/salmon/{s}" for s in dataset_samples(dataset)]
+
+
+def bam_files(dataset):
+    return list(units(dataset)["bam"])
+
+
+def read_inputs(dataset, input):
+    """For the load step of a reads dataset: which input is which (None for other sources)."""
+    if not is_reads(dataset):
+        return None
+    ds = config["datasets"][dataset]
+    table = units(dataset)
+    simulated = ds["source"] == "simulated"
+    folder = f"results/{dataset}/simulated"
+    return {
+        "samples": sample_sheet_path(dataset),
+        "tx2gene": f"{folder}/tx2gene.tsv" if simulated else ds.get("tx2gene"),
+        "gtf": None if simulated else ds.get("gtf"),
+        "quant": (
+            dict(zip(dataset_samples(dataset), salmon_dirs(dataset)))
+            if ds["source"] != "bam"
+            else input.quant
+        ),
+        "bam_samples": (
+            dict(zip(table["bam"], table["sample"])) if "bam" in table else {}
+        ),
+        "qc": input.qc,
+        "exclude_low_mapping": ds.get("exclude_low_mapping", False),
+        "namespace": ds["namespace"],
+    }
+
+
+def load_inputs(wildcards):
+    """What a dataset's load step reads: local files (so editing them re-runs it) and, for reads
+    datasets, the quantifications and the mapping QC table."""
+    dataset = wildcards.dataset
+    ds = config["datasets"][dataset]
+    files = [ds[key] for key in ("matrix", "samples", "tx2gene", "gtf") if key in ds]
+    inputs = {"files": files}
+    if ds["source"] in ("fastq", "simulated"):
+        inputs["quant"] = salmon_dirs(dataset)
+        inputs["qc"] = f"results/{dataset}/qc/mapping.tsv"
+        if ds["source"] == "simulated":
+            inputs["files"] = [
+                f"results/{dataset}/simulated/{f}"
+                for f in ("samples.tsv", "tx2gene.tsv")
+            ]
+    elif ds["source"] == "bam":
+        inputs["quant"] = f"results/{dataset}/featurecounts/counts.txt"
+        inputs["qc"] = f"results/{dataset}/qc/mapping.tsv"
+    return inputs
 
 
 def gmt_inputs(wildcards):
@@ -92,6 +242,13 @@ def final_outputs():
             f"results/plots/{dataset}/qc.svg",
             f"results/plots/{dataset}/pca.svg",
         ]
+        if is_reads(dataset):
+            outputs += [
+                f"results/{dataset}/qc/multiqc.html",
+                f"results/plots/{dataset}/mapping.svg",
+            ]
+        if config["datasets"][dataset]["source"] in ("fastq", "simulated"):
+            outputs.append(f"results/{dataset}/tpm.parquet")
     for d, t in tasks():
         outputs += [
             f"results/plots/{d}/{t}/{p}.svg" for p in TASK_PLOTS[task_type(d, t)]

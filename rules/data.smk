@@ -1,7 +1,7 @@
 rule load_dataset:
     input:
-        local_inputs,
-        gmt_inputs,
+        unpack(load_inputs),
+        gmt=gmt_inputs,
     output:
         matrix="results/{dataset}/matrix.parquet",
         samples="results/{dataset}/samples.tsv",
@@ -14,6 +14,7 @@ rule load_dataset:
         groups=lambda wildcards: mconfig.expanded_groups(config, wildcards.dataset),
         cache=config["cache"],
         config_file=CONFIG_FILE,
+        reads=lambda wildcards, input: read_inputs(wildcards.dataset, input),
     script:
         "../scripts/load_dataset.py"
 

@@ -9,4 +9,5 @@ with steps.logged(snakemake.log[0]):
         cache=snakemake.params.cache,
         config_file=snakemake.params.config_file,
         groups=snakemake.params.groups,
+        reads=snakemake.params.reads,
     )

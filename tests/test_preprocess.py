@@ -197,3 +197,31 @@ def test_vst_refuses_a_single_gene():
         warnings.simplefilter("ignore")
         with pytest.raises(ValueError, match="log2cpm"):
             DESeq2VST().fit(nb_counts(30, 1, seed=1))
+
+
+def test_median_of_ratios_matches_pydeseq2_and_corrects_composition():
+    from pydeseq2.dds import DeseqDataSet
+
+    from metasig.preprocess import MedianOfRatiosLog2
+
+    rng = np.random.default_rng(4)
+    n, genes = 24, 50
+    base = rng.lognormal(5, 1, genes)
+    treated = np.arange(n) >= n // 2
+    fold = np.ones((n, genes))
+    fold[np.ix_(treated, np.arange(5))] = 8.0  # five genes take a much larger share in treated samples
+    counts = rng.poisson(base * fold * rng.uniform(0.5, 2, n)[:, None]).astype(float)
+
+    mor = MedianOfRatiosLog2().fit(counts)
+    index = pd.Index([f"s{i}" for i in range(n)])
+    dds = DeseqDataSet(counts=pd.DataFrame(counts.astype(int), index=index, columns=[f"g{j}" for j in range(genes)]),
+                       metadata=pd.DataFrame(index=index), design=pd.DataFrame({"Intercept": 1.0}, index=index), quiet=True)
+    dds.fit_size_factors()
+    assert np.allclose(mor.size_factors(counts), dds.obs["size_factors"].to_numpy(), rtol=1e-6)
+
+    # the 45 unchanged genes: no shift between conditions after median-of-ratios, a clear one after CPM
+    unchanged = slice(5, None)
+    shift = lambda values: values[treated, unchanged].mean() - values[~treated, unchanged].mean()  # noqa: E731
+    cpm = np.log2(counts / counts.sum(axis=1, keepdims=True) * 1e6 + 1)
+    assert abs(shift(mor.transform(counts))) < 0.1
+    assert shift(cpm) < -0.3

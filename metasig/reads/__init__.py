@@ -1,0 +1,1 @@
+"""Raw reads (FASTQ, SRA runs, BAM) to the expression-matrix contract: validation, quantification, QC."""
