@@ -17,10 +17,11 @@ def _run(cmd, accession):
     except subprocess.TimeoutExpired as exc:
         raise InputError(accession, "sra", f"{cmd[0]} timed out after {TIMEOUT_S} s") from exc
     if done.returncode != 0:
-        detail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+        said = [line for line in (done.stderr + done.stdout).splitlines() if "err" in line.lower()]
+        detail = f"exit status {done.returncode}" + (f": {said[-1].strip()}" if said else "")
         raise InputError(
             accession, "sra",
-            f"{cmd[0]} could not fetch it from the Sequence Read Archive ({detail[0]}). Is this "
+            f"{cmd[0]} could not fetch it from the Sequence Read Archive ({detail}). Is this "
             "machine offline? Download the FASTQ files elsewhere and list them as fq1/fq2 in the units sheet.",
         )
 
