@@ -5,9 +5,24 @@ STAMP := $(VENV)/.bootstrapped
 PYTHON ?= python3
 CORES ?= 8
 
-.PHONY: bootstrap run report test lint format bench clean
+# Command-line tools of the reads path, from Debian's packages (or bioconda with --sdm conda).
+TOOLS := salmon fastp mason_frag_sequencing featureCounts prefetch fasterq-dump samtools
+DEBIAN_PACKAGES := salmon fastp seqan-apps subread sra-toolkit samtools
 
-bootstrap: $(STAMP)
+.PHONY: bootstrap tools run report test lint format bench clean
+
+bootstrap: $(STAMP) tools
+
+# Installs what is missing where it can (root + apt-get); elsewhere says what is missing.
+tools:
+	@missing=""; for tool in $(TOOLS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian packages for:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEBIAN_PACKAGES) >/dev/null; \
+	else \
+		echo "missing:$$missing. Install the Debian packages $(DEBIAN_PACKAGES) (or run with --sdm conda); until then the reads tests are skipped."; \
+	fi
 
 # Pinned dependencies into .venv, then this package (editable) on top.
 $(STAMP): requirements.lock pyproject.toml
@@ -33,7 +48,8 @@ format: bootstrap
 	$(BIN)/snakefmt Snakefile rules
 
 bench: bootstrap
-	$(BIN)/python -m metasig.bench
+	$(BIN)/python -m metasig.bench study
+	$(BIN)/python -m metasig.bench reads --cores 2
 
 clean:
 	rm -rf results logs benchmarks .snakemake

@@ -7,3 +7,6 @@ class InputError(ValueError):
     def __init__(self, file, field, problem):
         self.file, self.field, self.problem = str(file), str(field), problem
         super().__init__(f"{self.file}: field '{self.field}': {problem}")
+
+    def __reduce__(self):  # so that errors raised in worker processes arrive intact
+        return (type(self), (self.file, self.field, self.problem))

@@ -202,11 +202,11 @@ def plot_task(figure, metrics_files, prediction_files, importance_files, gate_fi
 # ---- reads -----------------------------------------------------------------------------------
 
 
-def validate_reads(units_table, table_out):
+def validate_reads(units_table, table_out, workers=1):
     """Every FASTQ read to its end and mates paired, every BAM sorted and indexed, before any tool."""
     from metasig.reads import validate
 
-    stats = validate.check_units(units_table)
+    stats = validate.check_units(units_table, workers=workers)
     for bam in units_table.get("bam", pd.Series(dtype=str)).dropna():
         validate.check_bam(bam)
     with io.atomic_path(table_out) as tmp:

@@ -14,8 +14,11 @@ rule validate_reads:
         "results/{dataset}/qc/validated_units.tsv",
     log:
         "logs/{dataset}/validate_reads.log",
+    benchmark:
+        "benchmarks/{dataset}/validate_reads.tsv"
     conda:
         "../envs/data.yaml"
+    threads: 4
     params:
         units=lambda wildcards: units(wildcards.dataset),
     script:
@@ -45,6 +48,8 @@ rule fastp_pe:
         html="results/{dataset}/fastp/{sample}-{unit}.html",
     log:
         "logs/{dataset}/fastp/{sample}-{unit}.log",
+    benchmark:
+        "benchmarks/{dataset}/fastp/{sample}-{unit}.tsv"
     conda:
         "../envs/fastp.yaml"
     threads: 2
@@ -63,6 +68,8 @@ rule fastp_se:
         html="results/{dataset}/fastp/{sample}-{unit}.se.html",
     log:
         "logs/{dataset}/fastp/{sample}-{unit}.se.log",
+    benchmark:
+        "benchmarks/{dataset}/fastp/{sample}-{unit}.se.tsv"
     conda:
         "../envs/fastp.yaml"
     threads: 2
@@ -96,6 +103,8 @@ rule salmon_quant:
         directory("results/{dataset}/salmon/{sample}"),
     log:
         "logs/{dataset}/salmon/{sample}.log",
+    benchmark:
+        "benchmarks/{dataset}/salmon/{sample}.tsv"
     conda:
         "../envs/salmon.yaml"
     threads: 2

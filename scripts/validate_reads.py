@@ -1,4 +1,4 @@
 from metasig import steps
 
 with steps.logged(snakemake.log[0]):
-    steps.validate_reads(snakemake.params.units, snakemake.output[0])
+    steps.validate_reads(snakemake.params.units, snakemake.output[0], workers=snakemake.threads)

@@ -417,28 +417,37 @@ def _combine(pick, a, b):
     return pick(values) if values else None
 
 
-def check_units(units_df, base_dir=".") -> pd.DataFrame:
-    """Check the FASTQ of every local-FASTQ unit (SRA and BAM units are skipped). Returns one row
-    per checked unit: sample, unit, layout ('paired'/'single'), reads, min_len, max_len, mean_len,
-    qual_min, qual_max, encoding. Errors name the FASTQ file and the record, then the unit."""
-    base = Path(base_dir)
+def check_units(units_df, base_dir=".", workers=1) -> pd.DataFrame:
+    """Check the FASTQ of every local-FASTQ unit (SRA and BAM units are skipped), `workers` units
+    at a time. Returns one row per checked unit: sample, unit, layout ('paired'/'single'), reads,
+    min_len, max_len, mean_len, qual_min, qual_max, encoding. Errors name the FASTQ file and the
+    record, then the unit."""
     sheet = units_df.attrs.get("file", "units sheet")
-    out = []
-    for row in units_df.to_dict("records"):
-        if not _given(row.get("fq1")):
-            continue
-        paired = _given(row.get("fq2"))
-        try:
-            if paired:
-                stats = check_pair(_resolve(row["fq1"], base), _resolve(row["fq2"], base))
-            else:
-                stats = check_fastq(_resolve(row["fq1"], base))
-        except InputError as err:
-            raise InputError(err.file, err.field, f"{err.problem} [sample {row['sample']}, unit {row['unit']} "
-                             f"of {sheet}]") from err
-        out.append({"sample": row["sample"], "unit": row["unit"], "layout": "paired" if paired else "single",
-                    **{k: stats[k] for k in UNIT_STATS[3:]}})
+    rows = [row for row in units_df.to_dict("records") if _given(row.get("fq1"))]
+    jobs = [(row, str(base_dir), sheet) for row in rows]
+    if workers > 1 and len(rows) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            out = list(pool.map(_check_unit, *zip(*jobs)))
+    else:
+        out = [_check_unit(*job) for job in jobs]
     return pd.DataFrame(out, columns=list(UNIT_STATS))
+
+
+def _check_unit(row, base_dir, sheet):
+    base = Path(base_dir)
+    paired = _given(row.get("fq2"))
+    try:
+        if paired:
+            stats = check_pair(_resolve(row["fq1"], base), _resolve(row["fq2"], base))
+        else:
+            stats = check_fastq(_resolve(row["fq1"], base))
+    except InputError as err:
+        raise InputError(err.file, err.field, f"{err.problem} [sample {row['sample']}, unit {row['unit']} "
+                         f"of {sheet}]") from err
+    return {"sample": row["sample"], "unit": row["unit"], "layout": "paired" if paired else "single",
+            **{k: stats[k] for k in UNIT_STATS[3:]}}
 
 
 # ---- BAM -------------------------------------------------------------------------------------
