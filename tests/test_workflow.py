@@ -16,8 +16,11 @@ SMALL = ["--configfile", "resources/test_configs/small.yaml"]
 
 def test_default_dag_dry_runs():
     jobs = planned_jobs(REPO)
-    assert jobs["train"] == 3 * 4 + 3 * 2  # wdbc: 3 groups x 4 models; gse7390: 3 groups x 2 models
-    for rule in ("load_dataset", "normalize", "gene_groups", "gate", "register", "mlflow", "leaderboard"):
+    # wdbc: 3 groups x 4 models; gse7390: 3 groups x 2 models; simreads: 2 groups x 1 model
+    assert jobs["train"] == 3 * 4 + 3 * 2 + 2 * 1
+    assert jobs["fastp_pe"] == jobs["salmon_quant"] == 16 and jobs["salmon_index"] == 1
+    for rule in ("load_dataset", "normalize", "gene_groups", "gate", "register", "mlflow", "leaderboard",
+                 "simulate_simreads", "validate_reads", "mapping_qc", "multiqc", "tpm_matrix"):
         assert rule in jobs
 
 
