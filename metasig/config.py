@@ -81,7 +81,7 @@ def check(config, config_file="config", base_dir="."):
     models = config["models"]
     for dname, dataset in config["datasets"].items():
         where = f"datasets.{dname}"
-        for key in ("matrix", "samples"):
+        for key in ("matrix", "samples", "units", "transcriptome", "tx2gene", "gtf"):
             if key in dataset and not (base / dataset[key]).is_file():
                 raise InputError(config_file, f"{where}.{key}", f"file not found: {dataset[key]}")
         for gname, group in dataset["gene_groups"].items():

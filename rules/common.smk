@@ -2,8 +2,6 @@ import functools
 import os
 import sys
 
-import pandas as pd
-
 from snakemake.utils import validate
 
 # Rule scripts import the metasig package from this checkout, in any environment they run in,
@@ -16,6 +14,8 @@ sys.path.insert(0, workflow.basedir)
 
 import metasig.config as mconfig
 import metasig.reads.layout as mreads
+from metasig.reads.validate import read_units
+from metasig.sources.table import read_sample_sheet
 
 # Our own schema check first: its messages name the config field that is wrong.
 CONFIG_FILE = (workflow.configfiles or ["config"])[-1]
@@ -70,8 +70,9 @@ def units(dataset):
     ds = config["datasets"][dataset]
     if ds["source"] == "simulated":
         return mreads.simulated_units(dataset, ds["simulation"])
-    sheet = pd.read_csv(ds["samples"], sep=None, engine="python", dtype=str)
-    return mreads.read_units(ds["units"], samples=list(sheet["sample"]))
+    return read_units(
+        ds["units"], samples=list(read_sample_sheet(ds["samples"])["sample"])
+    )
 
 
 def unit_row(wildcards):

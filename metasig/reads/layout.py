@@ -24,12 +24,6 @@ def simulated_units(dataset: str, simulation: dict) -> pd.DataFrame:
     )
 
 
-def read_units(path, samples=None):
-    from metasig.reads.validate import read_units as checked
-
-    return checked(path, samples=samples)
-
-
 def planted_genes(simulation: dict) -> list[str]:
     """The genes a simulated cohort changes between conditions: SIMG0001 ... SIMG00NN."""
     return [f"SIMG{i:04d}" for i in range(1, int(simulation.get("planted", 10)) + 1)]
