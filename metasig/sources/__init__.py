@@ -6,6 +6,7 @@ meta: 'unit', 'namespace', 'source' and provenance (url + sha256, file checksum,
 Deeper checks (duplicates, NaN, labels per task) are in metasig.validate.
 """
 
+import importlib
 from pathlib import Path
 
 from metasig import validate
@@ -13,7 +14,8 @@ from metasig.errors import InputError
 from metasig.io import sha256_file
 from metasig.sources import builtin, table, url as url_source
 
-SOURCES = ("builtin", "table", "url")
+SOURCES = ("builtin", "table", "url", "xena", "gdc", "geo")
+PUBLIC = ("xena", "gdc", "geo")  # their settings sit under a key named after the source
 
 
 def load(dataset_cfg: dict, dataset_name: str, base_dir=".", cache_dir="cache", config_file="config"):
@@ -35,6 +37,9 @@ def load(dataset_cfg: dict, dataset_name: str, base_dir=".", cache_dir="cache", 
                                 field=f"{where}.url", sha_field=f"{where}.sha256")
         matrix, sheet = _read_table(path, dataset_cfg, address, config_file, where)
         meta = {"source": "url", "url": address, "sha256": sha.lower(), "file": url_source.file_name(address)}
+    elif source in PUBLIC:
+        module = importlib.import_module(f"metasig.sources.{source}")
+        matrix, sheet, meta = module.load(dataset_cfg[source], cache_dir, config_file, where=f"{where}.{source}")
     else:
         raise InputError(config_file, f"{where}.source", f"unknown source {source!r} (use one of {list(SOURCES)})")
     if dataset_cfg.get("samples"):
