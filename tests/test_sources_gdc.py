@@ -383,3 +383,23 @@ def test_read_star_counts_skips_summary_rows(tmp_path, gdc_module):
     assert table["stranded_first"].tolist() == [8, 15, 22, 29]
     with pytest.raises(InputError, match="column not in the STAR - Counts file"):
         gdc_module.read_star_counts(path, "reads")
+
+
+def test_labels_from_a_sample_level_table_joined_on_the_barcode(tmp_path, gdc_module):
+    """HER2 status is not in GDC's case records: take it from a Xena-style clinical matrix whose
+    IDs are 15-character sample barcodes (TCGA-AA-0001-01) against GDC's 16 (TCGA-AA-0001-01A)."""
+    from loopback import serve_directory
+
+    table = tmp_path / "hub" / "BRCA_clinicalMatrix"
+    table.parent.mkdir()
+    table.write_text("sampleID\tHER2_Final_Status_nature2012\n"
+                     "TCGA-AA-0001-01\tPositive\nTCGA-AA-0002-01\tNegative\nTCGA-AA-0004-01\t\n")
+    labels = {"her2": {"column": "HER2_Final_Status_nature2012", "map": {"Positive": "positive", "Negative": "negative"},
+                       "missing": "negative"}}
+    gdc = make_gdc()
+    with serve(gdc) as api, serve_directory(tmp_path / "hub") as hub:
+        _, sheet, _ = gdc_module.load(cfg(api, labels_table={"url": hub + "BRCA_clinicalMatrix", "labels": labels}),
+                                      tmp_path / "cache")
+    her2 = sheet.set_index("sample")["her2"].to_dict()
+    assert her2 == {"TCGA-AA-0001-01A": "positive", "TCGA-AA-0002-01A": "negative",
+                    "TCGA-AA-0004-01A": "negative", "TCGA-AA-0005-01A": "negative"}  # 0004: empty; 0005: absent

@@ -40,6 +40,7 @@ DEFAULTS = {
     "page_size": 100,
     "max_workers": 4,
     "max_files": None,  # None = all files; a number = the first N (by file_id), for trials and tests
+    "labels_table": None,  # a sample-level clinical table (e.g. Xena's) joined on the barcode, for labels
 }
 # STAR - Counts value columns and the unit each one is in
 COLUMNS = {
@@ -96,6 +97,8 @@ def load(cfg: dict, cache_dir="cache", config_file="config", where="gdc"):
     case_of = [kept[s]["case_id"] for s in samples]
     extra = clinical.reindex(case_of).reset_index(drop=True)
     sheet = pd.concat([sheet, extra], axis=1)
+    if opts["labels_table"]:
+        sheet = join_labels_table(sheet, opts["labels_table"], cache_dir, config_file, f"{where}.labels_table")
 
     meta = {
         "source": "gdc",
@@ -118,6 +121,25 @@ def load(cfg: dict, cache_dir="cache", config_file="config", where="gdc"):
     log.info("GDC %s: %d samples x %d genes from %d file(s) (%d repeat aliquot file(s) dropped)",
              opts["project"], len(samples), len(genes), len(files), sum(len(d["dropped"]) for d in duplicates))
     return matrix, sheet, meta
+
+
+def join_labels_table(sheet, table_cfg, cache_dir, config_file, where):
+    """Labels that GDC's case records do not hold (e.g. TCGA's HER2 status): a sample-level table
+    such as a Xena clinical matrix, `{url, sha256?, labels: {...}}`, joined on the sample barcode
+    cut to the table's ID length (TCGA-A1-A0SB-01A -> TCGA-A1-A0SB-01), then labels derived."""
+    from metasig.sources import labels, xena
+
+    url = table_cfg["url"]
+    path, _ = xena.fetch(url, cache_dir, {url: table_cfg.get("sha256")}, (url,), config_file, f"{where}.url", f"{where}.sha256")
+    table = xena.read_clinical(path, url)
+    width = int(table["sample"].str.len().mode().iloc[0])
+    key = sheet["sample"].str.slice(0, width)
+    if not key.isin(table["sample"]).any():
+        raise InputError(url, "sampleID", f"no sample of the GDC project matches this table's IDs (e.g. {table['sample'].iloc[0]!r} vs {sheet['sample'].iloc[0]!r})")
+    extra = table.drop_duplicates("sample").set_index("sample").reindex(key)
+    extra = extra[[c for c in extra.columns if c not in sheet.columns]].reset_index(drop=True)
+    joined = pd.concat([sheet, extra], axis=1)
+    return labels.derive_labels(joined, table_cfg.get("labels") or {}, url, config_file=config_file, where=f"{where}.labels")
 
 
 # ---------------------------------------------------------------- config
