@@ -50,7 +50,7 @@ import urllib3
 from tqdm import tqdm
 
 from metasig.errors import InputError
-from metasig.io import write_json
+from metasig.io import remove_empty_dirs, write_json
 from metasig.sources.url import file_name
 
 try:
@@ -565,14 +565,7 @@ def _remove_if_empty(folder, root):
     except FileNotFoundError:
         return
     _unlink(folder / ".lock")  # still locked by us: a waiter re-checks the lock file's identity
-    root = root.resolve()
-    folder = folder.resolve()
-    while folder != root and root in folder.parents:
-        try:
-            folder.rmdir()
-        except OSError:
-            return
-        folder = folder.parent
+    remove_empty_dirs(folder, root)
 
 
 _THREAD_LOCKS = {}

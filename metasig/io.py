@@ -46,6 +46,18 @@ def sha256_file(path, chunk=1 << 20):
     return digest.hexdigest()
 
 
+def remove_empty_dirs(folder, root):
+    """Remove `folder` and its parents up to (not including) `root` while they are empty, so a
+    failed download leaves no empty cache folders behind."""
+    root, folder = Path(root).resolve(), Path(folder).resolve()
+    while folder != root and root in folder.parents:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        folder = folder.parent
+
+
 def write_json(obj, path):
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")

@@ -14,7 +14,7 @@ from urllib.parse import unquote, urlparse
 import pooch
 
 from metasig.errors import InputError
-from metasig.io import sha256_file
+from metasig.io import remove_empty_dirs, sha256_file
 
 RETRIES = 3  # extra attempts after the first (connection errors, HTTP errors, checksum mismatch)
 TIMEOUT = 60  # seconds without data before a connection attempt is abandoned
@@ -63,7 +63,7 @@ def fetch(url, sha256, cache_dir="cache", config_file="config", field="url", sha
     try:
         return Path(store.fetch(name, downloader=downloader))
     except Exception as exc:
-        _remove_empty(folder, Path(cache_dir))
+        remove_empty_dirs(folder, Path(cache_dir))
         raise _explain(exc, url, sha, retries, config_file, field, sha_field) from exc
 
 
@@ -87,13 +87,3 @@ def _explain(exc, url, sha, retries, config_file, field, sha_field):
     return InputError(config_file, field, f"download of {url} failed: {type(exc).__name__}: {exc}")
 
 
-def _remove_empty(folder, root):
-    """Leave no empty content directories behind after a failed download."""
-    root = root.resolve()
-    folder = folder.resolve()
-    while folder != root and root in folder.parents:
-        try:
-            folder.rmdir()
-        except OSError:
-            return
-        folder = folder.parent
