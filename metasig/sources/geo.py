@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from metasig.errors import InputError
-from metasig.sources.labels import derive_labels, label_counts
+from metasig.sources.labels import config_prefix, derive_labels, label_counts
 from metasig.sources.xena import _READ_ERRORS, fetch, open_text, read_error
 
 log = logging.getLogger("metasig.sources")
@@ -254,11 +254,7 @@ def load(cfg: dict, cache_dir="cache", config_file="config", where=""):
 
     `where` prefixes config field names in errors (e.g. 'datasets.leukemia.').
     """
-    if where and not where.endswith("."):
-        where += "."
-    unknown = set(cfg) - _CONFIG_KEYS
-    if unknown:
-        raise InputError(config_file, where.rstrip(".") or "(geo)", f"unknown key(s) {sorted(unknown)} (use {sorted(_CONFIG_KEYS - {'source'})})")
+    where = config_prefix(cfg, _CONFIG_KEYS, config_file, where, "geo")
     series = str(cfg.get("series") or "").strip().upper()
     if not re.fullmatch(r"GSE\d+", series):
         raise InputError(config_file, f"{where}series", f"a GEO series accession such as GSE28497 is needed, got {cfg.get('series')!r}")

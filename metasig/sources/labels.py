@@ -180,3 +180,14 @@ def sample_type_filter(sheet_or_ids, types=("01",), *, file="samples", field="sa
     if isinstance(sheet_or_ids, pd.Series):
         return sheet_or_ids.loc[keep]
     return [i for i, k in zip(sheet_or_ids, keep) if k]
+
+
+def config_prefix(cfg: dict, allowed: set, config_file, where: str, source: str) -> str:
+    """Field prefix for a source's errors ('datasets.x.geo.'), after refusing unknown keys."""
+    if where and not where.endswith("."):
+        where += "."
+    unknown = set(cfg) - allowed
+    if unknown:
+        raise InputError(config_file, where.rstrip(".") or f"({source})",
+                         f"unknown key(s) {sorted(unknown)} (use {sorted(allowed - {'source'})})")
+    return where

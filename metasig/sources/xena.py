@@ -32,7 +32,7 @@ import pandas as pd
 
 from metasig.errors import InputError
 from metasig.io import sha256_file
-from metasig.sources.labels import derive_labels, label_counts, sample_type_filter
+from metasig.sources.labels import config_prefix, derive_labels, label_counts, sample_type_filter
 
 log = logging.getLogger("metasig.sources")
 
@@ -195,11 +195,7 @@ def load(cfg: dict, cache_dir="cache", config_file="config", where=""):
 
     `where` prefixes config field names in errors (e.g. 'datasets.brca.').
     """
-    if where and not where.endswith("."):
-        where += "."
-    unknown = set(cfg) - _CONFIG_KEYS
-    if unknown:
-        raise InputError(config_file, where.rstrip(".") or "(xena)", f"unknown key(s) {sorted(unknown)} (use {sorted(_CONFIG_KEYS - {'source'})})")
+    where = config_prefix(cfg, _CONFIG_KEYS, config_file, where, "xena")
     pins = cfg.get("sha256") or {}
     sample_types = cfg.get("sample_types")
     if sample_types is not None:
