@@ -41,6 +41,11 @@ from collections import namedtuple
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+try:
+    from loopback import closed_port_url  # noqa: F401  (re-exported for the download tests)
+except ImportError:  # imported as tests.faultserver
+    from tests.loopback import closed_port_url  # noqa: F401
+
 Entry = namedtuple("Entry", "method path range status")
 
 LAST_MODIFIED = "Mon, 02 Jun 2025 10:00:00 GMT"
@@ -309,11 +314,3 @@ def serve_bytes(files=None):
                 pass
         server.server_close()
         thread.join(timeout=5)
-
-
-def closed_port_url(name="data.bin"):
-    """A loopback URL on a port nobody listens on (connection refused at once)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/{name}"
