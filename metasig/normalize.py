@@ -13,6 +13,8 @@ import pandas as pd
 from metasig.errors import InputError
 
 METHODS = ("none", "log2p1", "log2cpm", "vst", "deseq2")
+# Passed through here and fitted inside the training folds instead (metasig.preprocess).
+IN_FOLD = ("vst", "deseq2")
 # log2 CPM as in limma-voom: log2((x + 0.5) / (library size + 1) * 1e6). The prior count is added
 # per sample (not scaled by the mean library size as edgeR does), so each sample's result
 # depends on that sample alone.

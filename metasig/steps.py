@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from metasig import io
-from metasig.preprocess import IN_FOLD_NORMALIZATIONS
+from metasig.normalize import IN_FOLD
 
 log = logging.getLogger("metasig")
 
@@ -87,7 +87,7 @@ def feature_frame(matrix_in, samples_in, groups_in, group, task_cfg, covariates,
     if covariates:
         matrix = matrix.join(sheet.set_index("sample")[list(covariates)].astype(float))
     subset = None
-    if normalization in IN_FOLD_NORMALIZATIONS and genes:
+    if normalization in IN_FOLD and genes:
         position = {gene: i for i, gene in enumerate(matrix.columns[: len(matrix.columns) - len(covariates)])}
         subset = [position[g] for g in genes]
         features = [c for c in matrix.columns if c not in covariates] + [c for c in features if c in covariates]
@@ -107,7 +107,7 @@ def train(matrix_in, samples_in, groups_in, outdir, identity, task_cfg, model_cf
     from metasig import train as training
 
     X, y, classes, subset = feature_frame(matrix_in, samples_in, groups_in, identity["group"], task_cfg, covariates, normalization)
-    if normalization in IN_FOLD_NORMALIZATIONS and subset is None:
+    if normalization in IN_FOLD and subset is None:
         normalization = "none"  # a group of covariates only: there are no counts to transform
     log.info("%s: %d samples x %d features", ".".join(identity.values()), *X.shape)
     result = training.train(X, y, task_cfg, model_cfg, cv, preprocessing, normalization, seed, classes, covariates, subset)
@@ -154,7 +154,7 @@ def qc_plots(matrix_in, samples_in, colour_by, qc_out, pca_out):
     from metasig import plots
 
     matrix, meta = io.read_matrix(matrix_in)
-    transformed = meta.get("normalization") not in (None, "none", *IN_FOLD_NORMALIZATIONS)
+    transformed = meta.get("normalization") not in (None, "none", *IN_FOLD)
     unit = "log2" if transformed else meta["unit"]
     sheet = io.read_sheet(samples_in).set_index("sample").loc[matrix.index].reset_index()
     plots.qc_plot(matrix, unit, qc_out)

@@ -225,3 +225,11 @@ def test_median_of_ratios_matches_pydeseq2_and_corrects_composition():
     cpm = np.log2(counts / counts.sum(axis=1, keepdims=True) * 1e6 + 1)
     assert abs(shift(mor.transform(counts))) < 0.1
     assert shift(cpm) < -0.3
+
+
+def test_every_in_fold_normalization_has_a_transformer():
+    # metasig.normalize passes these through untouched; each must be fitted in-fold here instead
+    from metasig.normalize import IN_FOLD, METHODS
+    from metasig.preprocess import IN_FOLD_NORMALIZATIONS
+
+    assert set(IN_FOLD_NORMALIZATIONS) == set(IN_FOLD) <= set(METHODS)

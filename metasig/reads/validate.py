@@ -227,7 +227,7 @@ class _Fastq:
         self.qual_low, self.qual_high = 255, 0
         _check_start(self.path, self.where)
         try:
-            self.handle = pysam.FastxFile(str(self.path))
+            self.handle = pysam.FastxFile(str(self.path), persist=False)  # one reused record: faster
         except (OSError, ValueError) as exc:
             raise InputError(self.where, "(file)", f"cannot open: {exc}") from exc
         self.records = iter(self.handle)
