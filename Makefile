@@ -4,12 +4,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.bootstrapped
 PYTHON ?= python3
 CORES ?= 8
+PORT ?= 8080
 
 # Command-line tools of the reads path, from Debian's packages (or bioconda with --sdm conda).
 TOOLS := salmon fastp mason_frag_sequencing featureCounts prefetch fasterq-dump samtools
 DEBIAN_PACKAGES := salmon fastp seqan-apps subread sra-toolkit samtools
 
-.PHONY: bootstrap tools run report test lint format bench clean
+.PHONY: bootstrap tools run report test lint format bench serve clean
 
 bootstrap: $(STAMP) tools
 
@@ -37,6 +38,10 @@ run: bootstrap
 	$(BIN)/snakemake --profile profiles/default --report results/report.html
 	@echo "Report: results/report.html   Leaderboard: results/leaderboard.tsv"
 
+# One endpoint for every registered model (V2 inference protocol); see README "Serving".
+serve: bootstrap
+	$(BIN)/metasig serve --registry results/registry --port $(PORT)
+
 test: bootstrap
 	$(BIN)/pytest
 
@@ -50,6 +55,7 @@ format: bootstrap
 bench: bootstrap
 	$(BIN)/python -m metasig.bench study
 	$(BIN)/python -m metasig.bench reads --cores 2
+	$(BIN)/python -m metasig.bench serve --out benchmarks/bench_serve.json
 
 clean:
 	rm -rf results logs benchmarks .snakemake

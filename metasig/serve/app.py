@@ -1,0 +1,385 @@
+"""The HTTP application: V2 inference protocol routes, Triton's repository API, a SageMaker-style
+`/invocations`, `/metrics`, and the middleware that every request passes (auth, access log, metrics).
+
+Prediction of small requests runs on the event loop (a worker-thread hop costs more than a
+one-row prediction); larger ones, and every model load, run in a worker thread so the loop keeps
+answering.
+"""
+
+import hmac
+import json
+import logging
+import time
+import zlib
+from dataclasses import dataclass
+from importlib import metadata
+
+import anyio.to_thread
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+from starlette.routing import Route
+
+from metasig.serve import protocol
+from metasig.serve.cache import LoadFailed, ModelCache, TooLarge
+from metasig.serve.metrics import Metrics
+from metasig.serve.model import ServedModel
+from metasig.serve.protocol import ProtocolError
+from metasig.serve.repository import BadName, NotFound, Repository
+
+log = logging.getLogger("metasig.serve")
+access_log = logging.getLogger("metasig.serve.access")
+
+INLINE_VALUES = 20_000  # predict on the event loop up to this many input values
+OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/ping"})
+TARGET_HEADER = "x-amzn-sagemaker-target-model"
+
+
+@dataclass
+class Settings:
+    registry: str = "results/registry"
+    max_models: int = 64
+    max_memory_mb: float | None = 1024
+    token: str | None = None
+    max_body_mb: float = 16
+
+
+def _version():
+    try:
+        return metadata.version("metasig")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def error(status, message, headers=None):
+    return Response(json.dumps({"error": message}), status, headers=headers, media_type="application/json")
+
+
+def ok(doc, status=200):
+    return Response(json.dumps(doc, separators=(",", ":")), status, media_type="application/json")
+
+
+class Server:
+    """State shared by the routes: repository, model cache, metrics, settings."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.repo = Repository(settings.registry)
+        self.metrics = Metrics()
+        max_bytes = None if settings.max_memory_mb is None else int(settings.max_memory_mb * 2**20)
+        self.cache = ModelCache(ServedModel.load, settings.max_models, max_bytes, self.metrics)
+        self.max_body = int(settings.max_body_mb * 2**20)
+        self.metrics.registered.set(sum(len(v) for v in self.repo.entries.values()))
+
+    def _sync_index(self):
+        # Called on every request: one stat(); a changed index is re-read and models that left
+        # it are dropped from memory.
+        if self.repo.refresh():
+            self.cache.unload(keep=self.repo.keys())
+            self.metrics.registered.set(sum(len(v) for v in self.repo.entries.values()))
+
+    def resolve(self, request, name, version=None):
+        self._sync_index()
+        entry = self.repo.resolve(name, version)
+        request.state.model = entry.name  # metrics label: only names from index.json
+        return entry
+
+    async def read_body(self, request):
+        limit = self.max_body
+        length = request.headers.get("content-length")
+        if length is not None:
+            if not length.isdigit():
+                raise ProtocolError("Content-Length is not a number")
+            if int(length) > limit:
+                raise ProtocolError(f"request body of {int(length)} bytes exceeds the limit of {limit} bytes", 413)
+        chunks, total = [], 0
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total > limit:
+                raise ProtocolError(f"request body exceeds the limit of {limit} bytes", 413)
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        encoding = request.headers.get("content-encoding", "identity").strip().lower()
+        if encoding in ("", "identity"):
+            return body
+        if encoding not in ("gzip", "deflate"):
+            raise ProtocolError(f"unsupported Content-Encoding {encoding[:40]!r} (use gzip, deflate or none)", 415)
+        # Bounded decompression: a small compressed body must not expand past the same limit.
+        inflater = zlib.decompressobj(wbits=47)  # gzip or zlib header, detected
+        try:
+            out = inflater.decompress(body, limit + 1)
+        except zlib.error:
+            raise ProtocolError(f"request body is not valid {encoding} data") from None
+        if len(out) > limit or inflater.unconsumed_tail:
+            raise ProtocolError(f"decompressed request body exceeds the limit of {limit} bytes", 413)
+        return out
+
+    async def predict(self, model, X):
+        if X.size <= INLINE_VALUES:
+            return model.predict(X)
+        return await anyio.to_thread.run_sync(model.predict, X)
+
+
+def endpoint(fn):
+    """Turn every known failure into a JSON error; anything else is a 500 that leaves the server up."""
+
+    async def wrapper(request):
+        server = request.app.state.server
+        try:
+            return await fn(server, request)
+        except ProtocolError as exc:
+            return error(exc.status, exc.message)
+        except BadName as exc:
+            return error(400, str(exc))
+        except NotFound as exc:
+            return error(404, str(exc))
+        except TooLarge as exc:
+            return error(507, str(exc))
+        except LoadFailed as exc:
+            return error(503, str(exc).replace(str(server.repo.root) + "/", ""))
+        except Exception:
+            log.exception("internal error on %s %s", request.method, request.url.path)
+            return error(500, "internal server error (logged on the server)")
+
+    wrapper.__name__ = fn.__name__
+    return wrapper
+
+
+# ---- health and metadata ----------------------------------------------------------------------
+
+
+@endpoint
+async def live(server, request):
+    return ok({"live": True})
+
+
+@endpoint
+async def ready(server, request):
+    server._sync_index()
+    if not server.repo.loaded_once:
+        return error(503, f"registry index {server.repo.index_path.name} not readable yet")
+    return ok({"ready": True})
+
+
+@endpoint
+async def server_metadata(server, request):
+    return ok({"name": "metasig", "version": _version(),
+               "extensions": ["model_repository", "binary_tensor_data", "sagemaker_invocations"]})
+
+
+@endpoint
+async def list_models(server, request):
+    server._sync_index()
+    models = server.repo.listing()
+    for m in models:
+        m["loaded"] = [v for v in m["versions"] if (m["name"], v) in server.cache]
+    return ok({"models": models})
+
+
+@endpoint
+async def model_metadata(server, request):
+    p = request.path_params
+    entry = server.resolve(request, p["name"], p.get("version"))
+    model = await server.cache.get(entry)
+    return ok(model.metadata(server.repo.versions(entry.name)))
+
+
+@endpoint
+async def model_config(server, request):
+    p = request.path_params
+    entry = server.resolve(request, p["name"], p.get("version"))
+    model = await server.cache.get(entry)
+    return ok({"name": entry.name, "platform": model.metadata([])["platform"], "max_batch_size": 0,
+               "input": [{"name": f, "data_type": "TYPE_FP64", "dims": [-1]} for f in model.features],
+               "output": [{"name": o["name"], "data_type": "TYPE_" + o["datatype"], "dims": o["shape"]}
+                          for o in model.outputs]})
+
+
+@endpoint
+async def model_ready(server, request):
+    p = request.path_params
+    entry = server.resolve(request, p["name"], p.get("version"))
+    if entry.key not in server.cache:
+        return error(400, f"model {entry.name!r} version {entry.version!r} is not loaded; it loads on its first "
+                          f"inference or with POST /v2/repository/models/{entry.name}/load")
+    return ok({"name": entry.name, "version": entry.version, "ready": True})
+
+
+# ---- inference --------------------------------------------------------------------------------
+
+
+@endpoint
+async def infer(server, request):
+    p = request.path_params
+    entry = server.resolve(request, p["name"], p.get("version"))
+    body = await server.read_body(request)
+    parsed = protocol.parse_infer(body, request.headers.get(protocol.HEADER))
+    model = await server.cache.get(entry)
+    X = protocol.assemble(model, parsed)
+    results = await server.predict(model, X)
+    content, headers = protocol.encode_response(model, parsed, results)
+    return Response(content, headers=headers)
+
+
+@endpoint
+async def invocations(server, request):
+    target = request.headers.get(TARGET_HEADER)
+    if not target:
+        raise ProtocolError(f"name the model in the {TARGET_HEADER} header (e.g. nsclc.survival.metagene_19.coxph)")
+    name, _, version = target.strip().lstrip("/").removesuffix(".tar.gz").partition("/")
+    entry = server.resolve(request, name, version or None)
+    body = await server.read_body(request)
+    media = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    if media == "text/csv":
+        model = await server.cache.get(entry)
+        results = await server.predict(model, protocol.parse_csv(body, model))
+        return Response(protocol.encode_csv(model, results), media_type="text/csv")
+    if media not in ("application/json", "application/octet-stream", ""):
+        raise ProtocolError(f"unsupported Content-Type {media[:60]!r}: send text/csv or a V2 JSON request", 415)
+    parsed = protocol.parse_infer(body, request.headers.get(protocol.HEADER))
+    model = await server.cache.get(entry)
+    results = await server.predict(model, protocol.assemble(model, parsed))
+    content, headers = protocol.encode_response(model, parsed, results)
+    return Response(content, headers=headers)
+
+
+# ---- repository API (as Triton's) ---------------------------------------------------------------
+
+
+async def _optional_json(server, request):
+    body = await server.read_body(request)
+    if not body.strip():
+        return {}
+    doc = protocol.loads_json(body)
+    if not isinstance(doc, dict):
+        raise ProtocolError("request body must be a JSON object")
+    return doc
+
+
+@endpoint
+async def repository_index(server, request):
+    doc = await _optional_json(server, request)
+    only_ready = doc.get("ready", False)
+    if not isinstance(only_ready, bool):
+        raise ProtocolError("'ready' must be true or false")
+    server._sync_index()
+    rows = []
+    for name, versions in sorted(server.repo.entries.items()):
+        for version in versions:
+            loaded = (name, version) in server.cache
+            if only_ready and not loaded:
+                continue
+            rows.append({"name": name, "version": version, "state": "READY" if loaded else "UNAVAILABLE",
+                         "reason": "" if loaded else "not loaded (loads on first request)"})
+    return ok(rows)
+
+
+@endpoint
+async def repository_load(server, request):
+    entry = server.resolve(request, request.path_params["name"])
+    doc = await _optional_json(server, request)
+    params = doc.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise ProtocolError("'parameters' must be an object")
+    if "config" in params or any(str(k).startswith("file:") for k in params):
+        raise ProtocolError("uploading a model or its config is not supported: models come only from the "
+                            "registry (publish them through the workflow's gate)")
+    await server.cache.get(entry)
+    return ok({})
+
+
+@endpoint
+async def repository_unload(server, request):
+    entry = server.resolve(request, request.path_params["name"])
+    await _optional_json(server, request)
+    server.cache.unload(entry.name)
+    return ok({})
+
+
+@endpoint
+async def metrics(server, request):
+    server._sync_index()
+    body, media = server.metrics.render()
+    return Response(body, headers={"content-type": media})
+
+
+# ---- middleware ---------------------------------------------------------------------------------
+
+
+class Observe:
+    """Pure ASGI middleware (cheaper than BaseHTTPMiddleware): bearer-token check, one JSON access
+    log line per request and the request metrics."""
+
+    def __init__(self, app, server):
+        self.app, self.server = app, server
+        token = server.settings.token
+        self.expected = f"Bearer {token}".encode() if token else None
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start = time.perf_counter()
+        state = scope.setdefault("state", {})
+        status = [500]
+
+        async def send_wrapper(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            if self.expected is not None and scope["path"] not in OPEN_PATHS and not self._authorized(scope):
+                await error(401, "missing or wrong bearer token (Authorization: Bearer <token>)",
+                            {"www-authenticate": "Bearer"})(scope, receive, send_wrapper)
+            else:
+                await self.app(scope, receive, send_wrapper)
+        finally:
+            elapsed = time.perf_counter() - start
+            model = state.get("model", "")
+            self.server.metrics.observe(model, status[0], elapsed)
+            if access_log.isEnabledFor(logging.INFO):
+                access_log.info(json.dumps({
+                    "ts": round(time.time(), 3), "method": scope.get("method"), "path": scope.get("path", "")[:256],
+                    "model": model or None, "status": status[0], "latency_ms": round(elapsed * 1000, 3),
+                    "client": (scope.get("client") or [None])[0],
+                }))
+
+    def _authorized(self, scope):
+        for key, value in scope["headers"]:
+            if key == b"authorization":
+                return hmac.compare_digest(value, self.expected)
+        return False
+
+
+async def _not_found(request, exc):
+    return error(exc.status_code, "no such endpoint" if exc.status_code == 404 else str(exc.detail),
+                 headers=exc.headers)
+
+
+def create_app(settings: Settings):
+    server = Server(settings)
+    names = "/v2/models/{name}"
+    versioned = "/v2/models/{name}/versions/{version}"
+    routes = [
+        Route("/v2/health/live", live),
+        Route("/v2/health/ready", ready),
+        Route("/v2", server_metadata),
+        Route("/v2/models", list_models),
+        Route("/v2/repository/index", repository_index, methods=["POST"]),
+        Route("/v2/repository/models/{name}/load", repository_load, methods=["POST"]),
+        Route("/v2/repository/models/{name}/unload", repository_unload, methods=["POST"]),
+        Route("/ping", live),
+        Route("/invocations", invocations, methods=["POST"]),
+        Route("/metrics", metrics),
+    ]
+    for base in (names, versioned):
+        routes += [
+            Route(base, model_metadata),
+            Route(base + "/ready", model_ready),
+            Route(base + "/config", model_config),
+            Route(base + "/infer", infer, methods=["POST"]),
+        ]
+    app = Starlette(routes=routes, exception_handlers={HTTPException: _not_found})
+    app.state.server = server
+    app.add_middleware(Observe, server=server)
+    return app
