@@ -84,14 +84,14 @@ def bench_reads(workdir, args):
     config = ["--configfile", config_file, "--cores", str(args.cores)]
     n_samples = 2 * simulation["samples_per_condition"]
     run_snakemake(workdir, [*config, "results/sim/salmon/index"])
-    quantified = [workdir / f"results/sim/salmon/S{i:02d}" for i in range(1, n_samples + 1)]
-    wall = run_snakemake(workdir, [*config, *map(str, quantified)])
+    quantified = [f"results/sim/salmon/S{i:02d}" for i in range(1, n_samples + 1)]
+    wall = run_snakemake(workdir, [*config, *quantified])
     bench = workdir / "benchmarks" / "sim"
     tool_s = sum(_bench_s(f) for step in ("fastp", "salmon") for f in (bench / step).glob("*.tsv"))
     validate_s = _bench_s(bench / "validate_reads.tsv")
     # first job start and last job end, from output times: validation opens the chain, salmon closes it
     first_start = (workdir / "results/sim/qc/validated_units.tsv").stat().st_mtime - validate_s
-    last_end = max(f.stat().st_mtime for d in quantified for f in d.rglob("*"))
+    last_end = max(f.stat().st_mtime for d in quantified for f in (workdir / d).rglob("*"))
     jobs_span = last_end - first_start
     pairs = simulation["reads"] * n_samples
     # fastp and salmon jobs run with `threads: 2`: each holds min(2, cores) of the cores
