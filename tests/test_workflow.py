@@ -77,3 +77,51 @@ def test_rerun_does_nothing_and_deleting_one_model_rebuilds_only_it(small_run):
     assert "load_dataset" not in jobs and "normalize" not in jobs
     snakemake(small_run, *SMALL)
     assert (one / "metrics.json").read_bytes() == before, "two runs gave different metrics"
+
+
+def test_metasig_serve_answers_for_the_models_the_workflow_registered(small_run):
+    """The user's path: `metasig serve` on the registry this run built, asked over HTTP."""
+    import socket
+    import time
+
+    import numpy as np
+    import requests
+
+    from metasig.artifacts import load_artifact
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    metasig = Path(sys.executable).parent / "metasig"
+    server = subprocess.Popen([str(metasig), "serve", "--registry", "results/registry", "--port", str(port)],
+                              cwd=small_run, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                if requests.get(f"{url}/v2/health/ready", timeout=1).ok:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        assert server.poll() is None, server.stderr.read()
+        index = json.loads((small_run / "results" / "registry" / "index.json").read_text())
+        listed = {m["name"] for m in requests.get(f"{url}/v2/models", timeout=10).json()["models"]}
+        assert listed == {m["name"] for m in index["models"]}
+
+        name = "wdbc.malignancy.ALL.xgboost"
+        meta = requests.get(f"{url}/v2/models/{name}", timeout=30).json()
+        features = [i["name"] for i in meta["inputs"]]
+        matrix = pd.read_parquet(small_run / "results" / "wdbc" / "normalized.parquet")
+        rows = matrix[features].iloc[:5]
+        body = {"inputs": [{"name": f, "shape": [len(rows)], "datatype": "FP64", "data": rows[f].tolist()}
+                           for f in features]}
+        answer = requests.post(f"{url}/v2/models/{name}/infer", json=body, timeout=30).json()
+        served = {o["name"]: o for o in answer["outputs"]}
+        probabilities = np.asarray(served["probabilities"]["data"]).reshape(len(rows), -1)
+        entry = next(m for m in index["models"] if m["name"] == name and m["version"] == index["latest"][name])
+        expected = load_artifact(small_run / "results" / "registry" / entry["path"]).predict_proba(rows)
+        np.testing.assert_allclose(probabilities, expected.to_numpy(), rtol=1e-12)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
