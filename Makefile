@@ -56,6 +56,7 @@ bench: bootstrap
 	$(BIN)/python -m metasig.bench study
 	$(BIN)/python -m metasig.bench reads --cores 2
 	$(BIN)/python -m metasig.bench serve --out benchmarks/bench_serve.json
+	$(BIN)/python -m metasig.bench dag
 
 clean:
 	rm -rf results logs benchmarks .snakemake

@@ -6,6 +6,7 @@ spent outside fastp and salmon themselves.
 Everything runs in a scratch copy of the workflow so the checkout's own results are left alone.
 Usage: python -m metasig.bench [study|reads] [--config FILE] [--cores N] [--keep DIR]
        python -m metasig.bench serve [--out FILE]   (options: metasig/serve/bench.py)
+       python -m metasig.bench dag                  (options: metasig/scale.py)
 """
 
 import argparse
@@ -117,6 +118,13 @@ def main(argv=None):
         from metasig.serve.bench import main as serve_main
 
         return serve_main(argv[1:])
+    if argv[:1] == ["dag"]:  # a generated 5,000-model study's dry run (see metasig/scale.py)
+        from metasig.scale import main as dag_main
+
+        summary = dag_main(argv[1:])
+        (REPO / "benchmarks").mkdir(exist_ok=True)
+        (REPO / "benchmarks" / "bench_dag.json").write_text(json.dumps(summary, indent=2) + "\n")
+        return summary
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", nargs="?", choices=("study", "reads"), default="study")
     parser.add_argument("--config", default="config/config.yaml")

@@ -21,6 +21,8 @@ METRICS = {
     "multiclass": ("roc_auc", "pr_auc", "balanced_accuracy", "f1", "mcc", "accuracy"),
     "survival": ("c_index", "ibs"),
 }
+# Model kinds that train with XGBoost, so can use a GPU (config key `device`).
+XGBOOST_KINDS = ("xgboost", "xgboost_cox")
 # Metrics where lower is better cannot be gated with a minimum.
 LOWER_IS_BETTER = {"ibs"}
 DEFAULT_GATE = {
@@ -153,6 +155,21 @@ def jobs(config, base_dir="."):
                 for mname in task["models"]:
                     out.append((dname, tname, gname, mname))
     return out
+
+
+def model_settings(config, model):
+    """A model's config as its training job uses it: XGBoost kinds get the study's `device`
+    (unless the model sets `params.device` itself); other kinds are unchanged."""
+    cfg = config["models"][model]
+    device = config.get("device", "cpu")
+    if cfg["kind"] not in XGBOOST_KINDS or device == "cpu" or "device" in (cfg.get("params") or {}):
+        return cfg
+    return {**cfg, "params": {**(cfg.get("params") or {}), "device": device}}
+
+
+def uses_gpu(config, model):
+    """Whether the model's training job asks the scheduler for a GPU."""
+    return str((model_settings(config, model).get("params") or {}).get("device", "cpu")).startswith("cuda")
 
 
 def cv_settings(config, dataset, task):

@@ -5,8 +5,15 @@ Survival estimators take y as a structured array [("event", bool), ("time", floa
 risk score (higher = worse), score with Harrell's C (so GridSearchCV needs no custom scorer) and
 give survival probabilities from a Breslow baseline. Everything is seeded and single-threaded by
 default so two fits with the same seed predict identically.
+
+XGBoost models take `device` ("cpu" or "cuda"); "cuda" trains on the GPU when one is visible and
+otherwise falls back to the CPU with a logged warning (see `xgb_device`).
 """
 
+import functools
+import json
+import logging
+import os
 import warnings
 
 import numpy as np
@@ -31,6 +38,7 @@ SURVIVAL_KINDS = ("coxph", "xgboost_cox")
 SWEEP_C = [0.001, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0]
 SWEEP_ALPHA = [1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1]
 _SKLEARN_PENALTY_DEPRECATED = tuple(int(p) for p in sklearn.__version__.split(".")[:2]) >= (1, 8)
+log = logging.getLogger("metasig.models")
 
 
 def _logistic(l1_ratio, **kw):
@@ -42,6 +50,50 @@ def _logistic(l1_ratio, **kw):
 
 
 # ---- XGBoost classifier ---------------------------------------------------------------------
+
+
+@functools.cache
+def xgb_device(requested="cpu"):
+    """The device XGBoost will really train on: `requested` ("cpu", "cuda" or "cuda:N") when it
+    is usable, else "cpu" with one warning per process saying why. XGBoost itself would fall back
+    too, but with a warning of its own at every fit; checking once here puts the reason in the
+    job's log and runs every later fit explicitly on the CPU."""
+    if not str(requested).startswith("cuda"):
+        return "cpu"
+    import xgboost as xgb
+
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if not xgb.build_info().get("USE_CUDA"):
+        reason = f"this XGBoost {xgb.__version__} was built without CUDA"
+    elif visible is not None and visible.strip() in ("", "-1", "NoDevFiles"):
+        reason = f"no GPU is visible (CUDA_VISIBLE_DEVICES={visible!r})"
+    else:
+        # A tiny fit: XGBoost switches a CUDA context to CPU when no device answers.
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                booster = xgb.train({"device": requested, "verbosity": 0}, xgb.DMatrix(np.zeros((2, 1)), label=[0.0, 1.0]), 1)
+            actual = json.loads(booster.save_config())["learner"]["generic_param"]["device"]
+        except xgb.core.XGBoostError as exc:
+            actual = f"none ({str(exc).splitlines()[0]})"
+        if actual.startswith("cuda"):
+            log.info("XGBoost trains on %s (CUDA_VISIBLE_DEVICES=%s)", actual, visible)
+            return requested
+        reason = f"XGBoost found no usable GPU (CUDA_VISIBLE_DEVICES={visible!r}; device: {actual})"
+    log.warning("device %s requested but %s: training on the CPU instead", requested, reason)
+    return "cpu"
+
+
+def _fit_on_device(estimator, params):
+    """XGBoost parameters with the estimator's device resolved to one that works here."""
+    return {**params, "device": xgb_device(estimator.device)}
+
+
+def _predict_on_cpu(booster):
+    """Predictions and saved models are device-neutral: a GPU-trained booster predicts on the CPU
+    (inputs are NumPy arrays), so artifacts load and predict the same anywhere."""
+    booster.set_param({"device": "cpu"})
+    return booster
 
 
 def _dmatrix(X):
@@ -90,6 +142,7 @@ class XGBoostClassifier(ClassifierMixin, BaseEstimator):
         tree_method="hist",
         random_state=0,
         n_jobs=1,
+        device="cpu",
     ):
         self.max_depth = max_depth
         self.n_estimators = n_estimators
@@ -104,6 +157,7 @@ class XGBoostClassifier(ClassifierMixin, BaseEstimator):
         self.tree_method = tree_method
         self.random_state = random_state
         self.n_jobs = n_jobs
+        self.device = device
 
     def fit(self, X, y):
         import xgboost as xgb
@@ -113,7 +167,7 @@ class XGBoostClassifier(ClassifierMixin, BaseEstimator):
         self.classes_ = encoder.classes_
         y_enc = encoder.transform(y)
         # every constructor parameter is an XGBoost one, except our class balancing switch
-        params = {k: v for k, v in self.get_params().items() if k != "scale_pos_weight"}
+        params = _fit_on_device(self, {k: v for k, v in self.get_params().items() if k != "scale_pos_weight"})
         weight = None
         if len(self.classes_) == 2:
             params["objective"] = "binary:logistic"
@@ -128,7 +182,7 @@ class XGBoostClassifier(ClassifierMixin, BaseEstimator):
                 weight = compute_sample_weight("balanced", y_enc)
         self.xgb_params_ = params
         model = xgb.XGBClassifier(**params).fit(X, y_enc, sample_weight=weight)
-        self.booster_ = model.get_booster()
+        self.booster_ = _predict_on_cpu(model.get_booster())
         self.n_features_in_ = X.shape[1]
         self.feature_importances_ = xgb_gain(self.booster_, X.shape[1])
         return self
@@ -264,6 +318,7 @@ class XGBoostCox(_SurvivalMixin, BaseEstimator):
         tree_method="hist",
         random_state=0,
         n_jobs=1,
+        device="cpu",
     ):
         self.max_depth = max_depth
         self.n_estimators = n_estimators
@@ -276,6 +331,7 @@ class XGBoostCox(_SurvivalMixin, BaseEstimator):
         self.tree_method = tree_method
         self.random_state = random_state
         self.n_jobs = n_jobs
+        self.device = device
 
     def fit(self, X, y):
         import xgboost as xgb
@@ -283,9 +339,9 @@ class XGBoostCox(_SurvivalMixin, BaseEstimator):
 
         X = np.asarray(X, dtype=np.float32)
         event, time = survival_arrays(y)
-        model = xgb.XGBRegressor(objective="survival:cox", **self.get_params())
+        model = xgb.XGBRegressor(objective="survival:cox", **_fit_on_device(self, self.get_params()))
         model.fit(X, np.where(event, time, -time))
-        self.booster_ = model.get_booster()
+        self.booster_ = _predict_on_cpu(model.get_booster())
         breslow = BreslowEstimator().fit(xgb_margin(self.booster_, X), event, time)
         self.baseline_times_ = np.asarray(breslow.cum_baseline_hazard_.x, dtype=float)
         self.baseline_cumhaz_ = np.asarray(breslow.cum_baseline_hazard_.y, dtype=float)

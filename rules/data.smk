@@ -7,6 +7,8 @@ rule load_dataset:
         samples="results/{dataset}/samples.tsv",
     log:
         "logs/{dataset}/load.log",
+    benchmark:
+        "benchmarks/{dataset}/load_dataset.tsv"
     conda:
         "../envs/data.yaml"
     params:
@@ -26,6 +28,8 @@ rule normalize:
         "results/{dataset}/normalized.parquet",
     log:
         "logs/{dataset}/normalize.log",
+    benchmark:
+        "benchmarks/{dataset}/normalize.tsv"
     conda:
         "../envs/data.yaml"
     params:
@@ -42,6 +46,8 @@ rule gene_groups:
         "results/{dataset}/groups.json",
     log:
         "logs/{dataset}/gene_groups.log",
+    benchmark:
+        "benchmarks/{dataset}/gene_groups.tsv"
     conda:
         "../envs/data.yaml"
     params:
@@ -71,6 +77,8 @@ rule qc_plots:
         ),
     log:
         "logs/{dataset}/qc_plots.log",
+    benchmark:
+        "benchmarks/{dataset}/qc_plots.tsv"
     conda:
         "../envs/report.yaml"
     params:

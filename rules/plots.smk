@@ -8,6 +8,8 @@ rule plot_leaderboard:
         plot_rule_output("leaderboard"),
     log:
         "logs/{dataset}/{task}/plot_leaderboard.log",
+    benchmark:
+        "benchmarks/{dataset}/{task}/plot_leaderboard.tsv"
     conda:
         "../envs/report.yaml"
     params:
@@ -23,6 +25,8 @@ use rule plot_leaderboard as plot_roc_pr with:
         plot_rule_output("roc_pr"),
     log:
         "logs/{dataset}/{task}/plot_roc_pr.log",
+    benchmark:
+        "benchmarks/{dataset}/{task}/plot_roc_pr.tsv"
 
 
 use rule plot_leaderboard as plot_confusion with:
@@ -30,6 +34,8 @@ use rule plot_leaderboard as plot_confusion with:
         plot_rule_output("confusion"),
     log:
         "logs/{dataset}/{task}/plot_confusion.log",
+    benchmark:
+        "benchmarks/{dataset}/{task}/plot_confusion.tsv"
 
 
 use rule plot_leaderboard as plot_calibration with:
@@ -37,6 +43,8 @@ use rule plot_leaderboard as plot_calibration with:
         plot_rule_output("calibration"),
     log:
         "logs/{dataset}/{task}/plot_calibration.log",
+    benchmark:
+        "benchmarks/{dataset}/{task}/plot_calibration.tsv"
 
 
 use rule plot_leaderboard as plot_km with:
@@ -44,6 +52,8 @@ use rule plot_leaderboard as plot_km with:
         plot_rule_output("km"),
     log:
         "logs/{dataset}/{task}/plot_km.log",
+    benchmark:
+        "benchmarks/{dataset}/{task}/plot_km.tsv"
 
 
 use rule plot_leaderboard as plot_importance with:
@@ -51,3 +61,5 @@ use rule plot_leaderboard as plot_importance with:
         plot_rule_output("importance"),
     log:
         "logs/{dataset}/{task}/plot_importance.log",
+    benchmark:
+        "benchmarks/{dataset}/{task}/plot_importance.tsv"

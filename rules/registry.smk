@@ -12,6 +12,8 @@ rule gate:
         ),
     log:
         "logs/{dataset}/{task}/gate.log",
+    benchmark:
+        "benchmarks/{dataset}/{task}/gate.tsv"
     conda:
         "../envs/ml.yaml"
     params:
@@ -33,6 +35,8 @@ rule register:
         "results/registry/index.json",
     log:
         "logs/register.log",
+    benchmark:
+        "benchmarks/register.tsv"
     conda:
         "../envs/ml.yaml"
     params:
@@ -49,6 +53,8 @@ rule mlflow:
         "results/mlflow/logged.json",
     log:
         "logs/mlflow.log",
+    benchmark:
+        "benchmarks/mlflow.tsv"
     conda:
         "../envs/mlflow.yaml"
     params:
@@ -76,6 +82,8 @@ rule leaderboard:
         ),
     log:
         "logs/leaderboard.log",
+    benchmark:
+        "benchmarks/leaderboard.tsv"
     conda:
         "../envs/ml.yaml"
     script:

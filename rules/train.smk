@@ -1,4 +1,17 @@
+import re
+
+# Models whose training jobs ask for a GPU: the XGBoost kinds when the study's `device` is cuda
+# (profiles/slurm-gpu sets it). They train in rule train_gpu, the others in rule train, so a
+# profile can size, place (partition, GPU model) and group the two kinds of job apart.
+GPU_MODELS = [m for m in config["models"] if mconfig.uses_gpu(config, m)]
+_GPU_NAMES = "|".join(map(re.escape, GPU_MODELS))
+_END = "(?![A-Za-z0-9_-])"  # the model name ends here
+
+
 # One job per (dataset, task, gene group, model): nested CV, permuted-label control, final fit.
+# On a cluster, thousands of these small jobs must not become thousands of submissions: the
+# cluster profiles' `group-components` bundle many jobs of group "train" into one cluster job.
+# Local runs ignore groups. mem_mb grows with each retry (the cluster profiles set `retries`).
 rule train:
     input:
         matrix="results/{dataset}/normalized.parquet",
@@ -14,6 +27,14 @@ rule train:
         "logs/{dataset}/{task}/{group}/{model}/train.log",
     benchmark:
         "benchmarks/train/{dataset}/{task}/{group}/{model}.tsv"
+    wildcard_constraints:
+        model=(
+            f"(?!(?:{_GPU_NAMES}){_END})[A-Za-z0-9_-]+"
+            if GPU_MODELS
+            else "[A-Za-z0-9_-]+"
+        ),
+    group:
+        "train"
     conda:
         "../envs/ml.yaml"
     threads:
@@ -21,10 +42,10 @@ rule train:
             config, wildcards.dataset, wildcards.task
         )["n_jobs"]
     resources:
-        mem_mb=2000,
+        mem_mb=lambda wildcards, attempt: 2000 * attempt,
     params:
         task=task_cfg,
-        model=lambda wildcards: config["models"][wildcards.model],
+        model=lambda wildcards: mconfig.model_settings(config, wildcards.model),
         cv=lambda wildcards: mconfig.cv_settings(
             config, wildcards.dataset, wildcards.task
         ),
@@ -36,3 +57,14 @@ rule train:
         seed=config["seed"],
     script:
         "../scripts/train.py"
+
+
+# XGBoost models on a GPU (device: cuda); "(?!)" matches nothing when no model uses one.
+use rule train as train_gpu with:
+    wildcard_constraints:
+        model=f"(?:{_GPU_NAMES}){_END}" if GPU_MODELS else "(?!)",
+    group:
+        "train_gpu"
+    resources:
+        mem_mb=lambda wildcards, attempt: 2000 * attempt,
+        gpu=1,
