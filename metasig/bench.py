@@ -112,6 +112,14 @@ def bench_reads(workdir, args):
     }
 
 
+def save(what, summary):
+    """Keep a benchmark's summary as benchmarks/bench_<what>.json (not tracked)."""
+    out = REPO / "benchmarks" / f"bench_{what}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["serve"]:  # the serving benchmark has its own options
@@ -121,10 +129,7 @@ def main(argv=None):
     if argv[:1] == ["dag"]:  # a generated 5,000-model study's dry run (see metasig/scale.py)
         from metasig.scale import main as dag_main
 
-        summary = dag_main(argv[1:])
-        (REPO / "benchmarks").mkdir(exist_ok=True)
-        (REPO / "benchmarks" / "bench_dag.json").write_text(json.dumps(summary, indent=2) + "\n")
-        return summary
+        return save("dag", dag_main(argv[1:]))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", nargs="?", choices=("study", "reads"), default="study")
     parser.add_argument("--config", default="config/config.yaml")
@@ -136,9 +141,7 @@ def main(argv=None):
     scratch_copy(workdir)
     summary = (bench_reads if args.what == "reads" else bench_study)(workdir, args)
     print(json.dumps(summary, indent=2))
-    out = REPO / "benchmarks" / f"bench_{args.what}.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(summary, indent=2) + "\n")
+    save(args.what, summary)
     if not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
     return summary
