@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 import yaml
-from workflow import REPO, snakemake, workflow_copy
+from workflow import REPO, clean_checkout, snakemake, workflow_copy
 
 from metasig import config as mconfig
 from metasig import models
@@ -24,7 +24,7 @@ def profile(name):
 
 def dry_run(*args):
     """The output of a dry run of the small study."""
-    return snakemake(REPO, "-n", *SMALL, *args).stdout
+    return snakemake(clean_checkout(), "-n", *SMALL, *args).stdout
 
 
 def job_resources(out, rule):
@@ -35,7 +35,7 @@ def job_resources(out, rule):
 @pytest.mark.parametrize("name", PROFILES)
 def test_profile_names_real_rules_and_placeholders_only(name):
     settings = profile(name)
-    rules = set(snakemake(REPO, "--list-rules").stdout.split())
+    rules = set(snakemake(clean_checkout(), "--list-rules").stdout.split())
     assert set(settings["set-resources"]) <= rules, set(settings["set-resources"]) - rules
     assert set(settings["groups"]) <= rules
     assert settings["executor"] == "slurm" and settings["retries"] == 2

@@ -9,13 +9,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from workflow import REPO, planned_jobs, snakemake, workflow_copy
+from workflow import REPO, clean_checkout, planned_jobs, snakemake, workflow_copy
 
 SMALL = ["--configfile", "resources/test_configs/small.yaml"]
 
 
 def test_default_dag_dry_runs():
-    jobs = planned_jobs(REPO)
+    jobs = planned_jobs(clean_checkout())
     # wdbc: 3 groups x 4 models; gse7390: 3 groups x 2 models; simreads: 2 groups x 1 model
     assert jobs["train"] == 3 * 4 + 3 * 2 + 2 * 1
     assert jobs["fastp_pe"] == jobs["salmon_quant"] == 16 and jobs["salmon_index"] == 1
@@ -25,7 +25,7 @@ def test_default_dag_dry_runs():
 
 
 def test_lint_and_format_are_clean():
-    lint = snakemake(REPO, "--lint", check=False)
+    lint = snakemake(clean_checkout(), "--lint", check=False)
     assert lint.returncode == 0, lint.stdout + lint.stderr
     snakefmt = Path(sys.executable).with_name("snakefmt")
     fmt = subprocess.run([snakefmt, "--check", "Snakefile", "rules"], cwd=REPO, capture_output=True, text=True)

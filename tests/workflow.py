@@ -1,12 +1,26 @@
 """Run the real workflow in a scratch copy of the checkout, so tests never touch the repo's results."""
 
+import atexit
+import functools
+import shutil
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 from metasig.bench import REPO
 from metasig.bench import scratch_copy as workflow_copy
 
-__all__ = ["REPO", "planned_jobs", "snakemake", "workflow_copy"]
+__all__ = ["REPO", "clean_checkout", "planned_jobs", "snakemake", "workflow_copy"]
+
+
+@functools.cache
+def clean_checkout():
+    """One copy of the workflow per test session with no results/, logs/ or .snakemake/: dry runs
+    and lint see what a new clone sees, whatever the user's own checkout holds or is running."""
+    workdir = Path(tempfile.mkdtemp(prefix="metasig-clean-"))
+    atexit.register(shutil.rmtree, workdir, ignore_errors=True)
+    return workflow_copy(workdir)
 
 
 def snakemake(workdir, *args, check=True, timeout=1800):
