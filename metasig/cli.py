@@ -1,11 +1,14 @@
 """The `metasig` command. Subcommands:
 
     metasig serve [--registry results/registry] [--host 127.0.0.1] [--port 8080]
-                  [--max-models 64] [--max-memory-mb 1024] [--token T | env METASIG_TOKEN]
-                  [--max-body-mb 16] [--no-access-log]
+                  [--max-models 64] [--max-memory-mb 1024] [--max-body-mb 16] [--max-connections 256]
+                  [--token-file PATH | env METASIG_TOKEN_FILE | --token T | env METASIG_TOKEN]
+                  [--no-access-log]
 """
 
 import argparse
+import ipaddress
+import logging
 import os
 import sys
 from pathlib import Path
@@ -38,9 +41,14 @@ def parser():
     s.add_argument("--max-memory-mb", type=_positive(float), default=1024,
                    help="memory budget of loaded models, estimated from artifact sizes (default: %(default)s)")
     s.add_argument("--token", default=None,
-                   help="require 'Authorization: Bearer TOKEN' (default: env METASIG_TOKEN; none = no auth)")
+                   help="require 'Authorization: Bearer TOKEN' (default: env METASIG_TOKEN; none = no auth); "
+                        "visible in ps, so prefer --token-file")
+    s.add_argument("--token-file", default=None,
+                   help="read the token from this file (default: env METASIG_TOKEN_FILE)")
     s.add_argument("--max-body-mb", type=_positive(float), default=16,
                    help="largest accepted request body; larger ones get 413 (default: %(default)s)")
+    s.add_argument("--max-connections", type=_positive(int), default=256,
+                   help="open connections (or running requests) beyond which requests get 503 (default: %(default)s)")
     s.add_argument("--no-access-log", action="store_true", help="do not write a JSON line per request")
     return p
 
@@ -56,10 +64,38 @@ def serve(args):
     if not (registry / "index.json").is_file():
         sys.exit(f"metasig serve: {registry / 'index.json'} not found; no model has been published to this "
                  f"registry yet (models are published when they pass the gate)")
-    token = args.token or os.environ.get("METASIG_TOKEN") or None
+    token = _token(args)
+    if token is None and not _loopback(args.host):
+        logging.getLogger("metasig.serve").warning(
+            "metasig serve: listening on %s without a token: anyone who can reach this address can use the "
+            "server; pass --token-file (or set METASIG_TOKEN_FILE)", args.host)
     settings = Settings(registry=str(registry), max_models=args.max_models, max_memory_mb=args.max_memory_mb,
                         token=token, max_body_mb=args.max_body_mb)
-    run(settings, host=args.host, port=args.port, access_log=not args.no_access_log)
+    run(settings, host=args.host, port=args.port, access_log=not args.no_access_log,
+        max_connections=args.max_connections)
+
+
+def _token(args):
+    """The bearer token: a file (option, then environment) first, so it stays out of `ps`."""
+    path = args.token_file or os.environ.get("METASIG_TOKEN_FILE")
+    if path:
+        try:
+            token = Path(path).read_text().strip()
+        except OSError as exc:
+            sys.exit(f"metasig serve: cannot read the token file {path}: {exc.strerror}")
+        if not token:
+            sys.exit(f"metasig serve: the token file {path} is empty")
+        return token
+    return args.token or os.environ.get("METASIG_TOKEN") or None
+
+
+def _loopback(host):
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to any interface
+        return False
 
 
 def main(argv=None):

@@ -31,9 +31,13 @@ SMALL = {
 }
 
 
-def make_data(features, n=80, seed=0):
+def make_data(features, n=80, seed=0, counts=False):
     rng = np.random.default_rng(seed)
-    X = pd.DataFrame(rng.normal(5.0, 2.0, size=(n, len(features))), columns=list(features))
+    if counts:  # raw counts, as an in-fold DESeq2 normalization needs
+        values = rng.poisson(rng.uniform(20, 200, len(features)), size=(n, len(features))).astype(float)
+    else:
+        values = rng.normal(5.0, 2.0, size=(n, len(features)))
+    X = pd.DataFrame(values, columns=list(features))
     signal = X.iloc[:, 0] - X.iloc[:, 0].mean()
     y = {
         "binary": (signal + rng.normal(0, 1.0, n) > 0).astype(int).to_numpy(),
@@ -47,23 +51,27 @@ def make_data(features, n=80, seed=0):
 
 
 @functools.cache
-def fit_model(kind="xgboost", task="binary", features=tuple(GENES), seed=0):
-    """(fitted pipeline, training X) for one model kind and task; cached across tests."""
-    X, y = make_data(features, seed=seed)
-    pipe, grid = build({"kind": kind, "search": SMALL[kind]}, task, {"scale": True}, "none", seed)
+def fit_model(kind="xgboost", task="binary", features=tuple(GENES), seed=0, normalization="none", subset=None):
+    """(fitted pipeline, training X) for one model kind and task; cached across tests.
+    normalization "deseq2" with `subset` (column positions) gives the workflow's in-fold shape:
+    normalized on every input, then narrowed to a gene group before the scaler."""
+    X, y = make_data(features, seed=seed, counts=normalization != "none")
+    pipe, grid = build({"kind": kind, "search": SMALL[kind]}, task, {"scale": True}, normalization, seed,
+                       subset=subset)
     pipe.set_params(**{k: v[0] for k, v in grid.items()})  # the one-point grid, without a search
     return pipe.fit(X, y[task]), X
 
 
-def _write_model(models_root, dataset, task, group, model, kind, task_kind, features, seed):
-    pipe, X = fit_model(kind, task_kind, tuple(features), seed)
+def _write_model(models_root, dataset, task, group, model, kind, task_kind, features, seed, normalization="none",
+                 subset=None):
+    pipe, X = fit_model(kind, task_kind, tuple(features), seed, normalization, subset)
     folder = Path(models_root, dataset, task, group, model)
     classes = positive = None
     if task_kind == "binary":
         classes, positive = ["alive", "dead"], "dead"
     save_artifact(pipe, folder / "model", list(features), task_kind, kind, classes=classes, positive=positive)
     doc = {"dataset": dataset, "task": task, "group": group, "model": model, "kind": task_kind,
-           "model_kind": kind, "n_samples": len(X), "n_features": len(features), "features": list(features),
+           "model_kind": kind, "n_samples": len(X), "n_features": len(subset or features), "features": list(features),
            "classes": classes, "metrics": {}, "permuted": {}, "seed": seed}
     (folder / "metrics.json").write_text(json.dumps(doc, indent=2, sort_keys=True))
     return {"dataset": dataset, "task": task, "group": group, "model": model, "passed": True,
@@ -72,10 +80,12 @@ def _write_model(models_root, dataset, task, group, model, kind, task_kind, feat
 
 def build_registry(root, specs):
     """Publish models into `root/registry`. specs: iterable of dicts with dataset, task, group,
-    model, kind, task_kind, features (default GENES), seed (default 0). Returns the registry path."""
+    model, kind, task_kind, features (default GENES), seed (default 0), normalization and subset (a
+    tuple of column positions; see fit_model). Returns the registry path."""
     root = Path(root)
     rows = [_write_model(root / "models", s["dataset"], s["task"], s["group"], s["model"], s["kind"],
-                         s["task_kind"], s.get("features", GENES), s.get("seed", 0)) for s in specs]
+                         s["task_kind"], s.get("features", GENES), s.get("seed", 0), s.get("normalization", "none"),
+                         s.get("subset")) for s in specs]
     publish(rows, root / "models", root / "registry")
     return root / "registry"
 
@@ -129,18 +139,19 @@ class Running(str):
 
 
 @contextmanager
-def serving(registry, **settings):
-    """Run the app with uvicorn in a background thread on a free 127.0.0.1 port; stop on exit."""
+def serving(registry, limits=None, **settings):
+    """Run the app with uvicorn in a background thread on a free 127.0.0.1 port; stop on exit.
+    Connection settings are the ones `metasig serve` uses; `limits` overrides some of them."""
     import uvicorn
 
     from metasig.serve.app import Settings, create_app
+    from metasig.serve.server import uvicorn_config
 
     app = create_app(Settings(registry=str(registry), **settings))
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, access_log=False, log_level="warning", timeout_keep_alive=30)
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(uvicorn_config(app, **(limits or {})))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

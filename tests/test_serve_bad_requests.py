@@ -150,7 +150,7 @@ CASES = [
     ("csv-short-row", "POST", "/invocations", b"1,2\n", {"X-Amzn-SageMaker-Target-Model": MODEL,
                                                         "Content-Type": "text/csv"}, 400, "expected 3"),
     ("csv-nan", "POST", "/invocations", b"1,2,nan\n", {"X-Amzn-SageMaker-Target-Model": MODEL,
-                                                      "Content-Type": "text/csv"}, 400, "finite"),
+                                                      "Content-Type": "text/csv"}, 400, "'nan', which is not a number"),
     ("csv-text", "POST", "/invocations", b"1,2,x\n", {"X-Amzn-SageMaker-Target-Model": MODEL,
                                                      "Content-Type": "text/csv"}, 400, "not a number"),
 ]

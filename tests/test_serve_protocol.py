@@ -188,22 +188,33 @@ def test_sagemaker_invocations_csv_and_json(base, registry):
     assert r.status_code == 400 and "X-Amzn-SageMaker-Target-Model".lower() in r.json()["error"].lower()
 
 
-def test_access_log_and_metrics(base, caplog):
+def test_access_log_and_metrics(base, registry, caplog):
     name = NAMES[0]
+    # the versioned path is this test's alone, so its line cannot be confused with another test's
+    own = f"/v2/models/{name}/versions/{index(registry)['latest'][name]}/infer"
     body = {"inputs": [{"name": "f", "shape": [1, 3], "datatype": "FP64", "data": [1.0, 2.0, 3.0]}]}
     with caplog.at_level(logging.INFO, logger="metasig.serve.access"):
-        assert requests.post(f"{base}/v2/models/{name}/infer", json=body, timeout=10).status_code == 200
+        assert requests.post(f"{base}{own}", json=body, timeout=10).status_code == 200
         assert requests.get(f"{base}/v2/models/nope.nope/ready", timeout=10).status_code == 404
-        # the line is written once the response has been sent, so it can trail the client a little
-        for _ in range(100):
-            lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "metasig.serve.access"]
-            if len(lines) >= 2:
+        # The line is written once the response has been sent, so it can trail the client a little;
+        # lines of earlier tests' requests can still arrive too: find this test's own by path.
+        paths = (own, "/v2/models/nope.nope/ready")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            lines = {}
+            for r in caplog.records:
+                line = json.loads(r.getMessage()) if r.name == "metasig.serve.access" else {}
+                if line.get("path") in paths:
+                    lines.setdefault(line["path"], []).append(line)
+            if len(lines) == 2:
                 break
             time.sleep(0.02)
-    assert len(lines) == 2
-    assert lines[0]["method"] == "POST" and lines[0]["model"] == name and lines[0]["status"] == 200
-    assert lines[0]["path"] == f"/v2/models/{name}/infer" and lines[0]["latency_ms"] > 0
-    assert lines[1]["status"] == 404 and lines[1]["model"] is None
+    infer, missing = (lines.get(p, []) for p in paths)
+    assert len(infer) == 1 and len(missing) == 1, lines
+    infer, missing = infer[0], missing[0]
+    assert infer["method"] == "POST" and infer["model"] == name and infer["status"] == 200
+    assert infer["latency_ms"] > 0
+    assert missing["method"] == "GET" and missing["status"] == 404 and missing["model"] is None
     text = requests.get(f"{base}/metrics", timeout=10).text
     assert f'metasig_requests_total{{model="{name}",status="200"}}' in text
     assert 'metasig_requests_total{model="",status="404"}' in text

@@ -1,29 +1,30 @@
 """The HTTP application: V2 inference protocol routes, Triton's repository API, a SageMaker-style
 `/invocations`, `/metrics`, and the middleware that every request passes (auth, access log, metrics).
 
-Prediction of small requests runs on the event loop (a worker-thread hop costs more than a
-one-row prediction); larger ones, and every model load, run in a worker thread so the loop keeps
-answering.
+Parsing, prediction and encoding of small requests run on the event loop (a worker-thread hop
+costs more than a one-row prediction); larger ones, and every model load, run in a worker thread
+so the loop keeps answering (protocol.py keeps those threads from holding the GIL for long).
 """
 
+import asyncio
 import hmac
 import json
 import logging
 import time
-import zlib
 from dataclasses import dataclass
 from importlib import metadata
 
 import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.routing import Route
 
 from metasig.serve import protocol
 from metasig.serve.cache import LoadFailed, ModelCache, TooLarge
 from metasig.serve.metrics import Metrics
-from metasig.serve.model import ServedModel
+from metasig.serve.model import ServedModel, size_before_load
 from metasig.serve.protocol import ProtocolError
 from metasig.serve.repository import BadName, NotFound, Repository
 
@@ -31,6 +32,8 @@ log = logging.getLogger("metasig.serve")
 access_log = logging.getLogger("metasig.serve.access")
 
 INLINE_VALUES = 20_000  # predict on the event loop up to this many input values
+INLINE_BYTES = 256 * 1024  # parse (and inflate) bodies up to this size on the event loop
+CLIENT_GONE = 499  # status recorded for a request whose client disconnected (nginx's convention)
 OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/ping"})
 TARGET_HEADER = "x-amzn-sagemaker-target-model"
 
@@ -42,6 +45,8 @@ class Settings:
     max_memory_mb: float | None = 1024
     token: str | None = None
     max_body_mb: float = 16
+    body_timeout: float = 30  # seconds for the whole request body to arrive
+    failure_ttl: float = 30  # seconds a failed or over-budget load is remembered
 
 
 def _version():
@@ -67,7 +72,8 @@ class Server:
         self.repo = Repository(settings.registry)
         self.metrics = Metrics()
         max_bytes = None if settings.max_memory_mb is None else int(settings.max_memory_mb * 2**20)
-        self.cache = ModelCache(ServedModel.load, settings.max_models, max_bytes, self.metrics)
+        self.cache = ModelCache(ServedModel.load, settings.max_models, max_bytes, self.metrics,
+                                sizer=size_before_load, failure_ttl=settings.failure_ttl)
         self.max_body = int(settings.max_body_mb * 2**20)
         self.metrics.registered.set(sum(len(v) for v in self.repo.entries.values()))
 
@@ -76,6 +82,7 @@ class Server:
         # it are dropped from memory.
         if self.repo.refresh():
             self.cache.unload(keep=self.repo.keys())
+            self.cache.forget_failures()
             self.metrics.registered.set(sum(len(v) for v in self.repo.entries.values()))
 
     def resolve(self, request, name, version=None):
@@ -92,32 +99,42 @@ class Server:
                 raise ProtocolError("Content-Length is not a number")
             if int(length) > limit:
                 raise ProtocolError(f"request body of {int(length)} bytes exceeds the limit of {limit} bytes", 413)
-        chunks, total = [], 0
-        async for chunk in request.stream():
-            total += len(chunk)
-            if total > limit:
-                raise ProtocolError(f"request body exceeds the limit of {limit} bytes", 413)
-            chunks.append(chunk)
-        body = b"".join(chunks)
         encoding = request.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity", "gzip", "deflate"):
+            raise ProtocolError(f"unsupported Content-Encoding {encoding[:40]!r} (use gzip, deflate or none)", 415)
+        chunks, total = [], 0
+        try:
+            async with asyncio.timeout(self.settings.body_timeout):  # a slow body must not hold a connection
+                async for chunk in request.stream():
+                    total += len(chunk)
+                    if total > limit:
+                        raise ProtocolError(f"request body exceeds the limit of {limit} bytes", 413)
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise ProtocolError(f"request body not received within {self.settings.body_timeout:g} s "
+                                f"({total} bytes arrived)", 408) from None
+        body = b"".join(chunks)
         if encoding in ("", "identity"):
             return body
-        if encoding not in ("gzip", "deflate"):
-            raise ProtocolError(f"unsupported Content-Encoding {encoding[:40]!r} (use gzip, deflate or none)", 415)
-        # Bounded decompression: a small compressed body must not expand past the same limit.
-        inflater = zlib.decompressobj(wbits=47)  # gzip or zlib header, detected
-        try:
-            out = inflater.decompress(body, limit + 1)
-        except zlib.error:
-            raise ProtocolError(f"request body is not valid {encoding} data") from None
-        if len(out) > limit or inflater.unconsumed_tail:
-            raise ProtocolError(f"decompressed request body exceeds the limit of {limit} bytes", 413)
-        return out
+        return await self.off_loop(len(body) > INLINE_BYTES // 8, protocol.inflate, body, limit, encoding)
+
+    async def off_loop(self, large, fn, *args):
+        """fn(*args) in a worker thread if the work is large, else right here on the loop."""
+        if large:
+            return await anyio.to_thread.run_sync(fn, *args)
+        return fn(*args)
 
     async def predict(self, model, X):
-        if X.size <= INLINE_VALUES:
-            return model.predict(X)
-        return await anyio.to_thread.run_sync(model.predict, X)
+        return await self.off_loop(X.size > INLINE_VALUES, model.predict, X)
+
+    async def parse(self, request, body):
+        header = request.headers.get(protocol.HEADER)
+        return await self.off_loop(len(body) > INLINE_BYTES, protocol.parse_infer, body, header)
+
+    async def answer(self, model, parsed, results):
+        large = sum(v.size for v in results.values()) > INLINE_VALUES
+        content, headers = await self.off_loop(large, protocol.encode_response, model, parsed, results)
+        return Response(content, headers=headers)
 
 
 def endpoint(fn):
@@ -127,6 +144,9 @@ def endpoint(fn):
         server = request.app.state.server
         try:
             return await fn(server, request)
+        except ClientDisconnect:  # nobody to answer; not a server error
+            log.info("client went away during %s %s", request.method, request.url.path)
+            return Response(status_code=CLIENT_GONE)
         except ProtocolError as exc:
             return error(exc.status, exc.message)
         except BadName as exc:
@@ -213,12 +233,10 @@ async def infer(server, request):
     p = request.path_params
     entry = server.resolve(request, p["name"], p.get("version"))
     body = await server.read_body(request)
-    parsed = protocol.parse_infer(body, request.headers.get(protocol.HEADER))
+    parsed = await server.parse(request, body)
     model = await server.cache.get(entry)
     X = protocol.assemble(model, parsed)
-    results = await server.predict(model, X)
-    content, headers = protocol.encode_response(model, parsed, results)
-    return Response(content, headers=headers)
+    return await server.answer(model, parsed, await server.predict(model, X))
 
 
 @endpoint
@@ -232,15 +250,16 @@ async def invocations(server, request):
     media = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     if media == "text/csv":
         model = await server.cache.get(entry)
-        results = await server.predict(model, protocol.parse_csv(body, model))
-        return Response(protocol.encode_csv(model, results), media_type="text/csv")
+        X = await server.off_loop(len(body) > INLINE_BYTES, protocol.parse_csv, body, model)
+        results = await server.predict(model, X)
+        content = await server.off_loop(len(X) > INLINE_VALUES, protocol.encode_csv, model, results)
+        return Response(content, media_type="text/csv")
     if media not in ("application/json", "application/octet-stream", ""):
         raise ProtocolError(f"unsupported Content-Type {media[:60]!r}: send text/csv or a V2 JSON request", 415)
-    parsed = protocol.parse_infer(body, request.headers.get(protocol.HEADER))
+    parsed = await server.parse(request, body)
     model = await server.cache.get(entry)
     results = await server.predict(model, protocol.assemble(model, parsed))
-    content, headers = protocol.encode_response(model, parsed, results)
-    return Response(content, headers=headers)
+    return await server.answer(model, parsed, results)
 
 
 # ---- repository API (as Triton's) ---------------------------------------------------------------
@@ -313,7 +332,7 @@ class Observe:
     def __init__(self, app, server):
         self.app, self.server = app, server
         token = server.settings.token
-        self.expected = f"Bearer {token}".encode() if token else None
+        self.expected = token.encode() if token else None
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -347,7 +366,9 @@ class Observe:
     def _authorized(self, scope):
         for key, value in scope["headers"]:
             if key == b"authorization":
-                return hmac.compare_digest(value, self.expected)
+                scheme, _, credentials = value.strip().partition(b" ")
+                # the scheme is case-insensitive (RFC 9110 section 11.1); the token is not
+                return scheme.lower() == b"bearer" and hmac.compare_digest(credentials.strip(), self.expected)
         return False
 
 

@@ -4,11 +4,14 @@ All bookkeeping runs on the event loop thread (no locks needed); only the load i
 worker thread. Concurrent first requests for one (name, version) await the same asyncio Future,
 so a model is loaded once however many clients ask at the same moment. After a load, least
 recently used models are evicted until both bounds hold again; a model larger than the whole
-memory budget is refused rather than evicting everything for it.
+memory budget is refused rather than evicting everything for it, judged from its artifact's size
+before loading (`sizer`). A failed or refused load is remembered for `failure_ttl` seconds, so a
+broken or oversized model does not cost a load (checksums, parsing) on every request.
 """
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 
 import anyio.to_thread
@@ -25,8 +28,11 @@ class LoadFailed(RuntimeError):
 
 
 class ModelCache:
-    def __init__(self, loader, max_models=64, max_bytes=None, metrics=None):
+    def __init__(self, loader, max_models=64, max_bytes=None, metrics=None, sizer=None, failure_ttl=30.0):
         self.loader = loader  # blocking callable(entry) -> object with .nbytes
+        self.sizer = sizer  # blocking callable(entry) -> estimated bytes, without loading
+        self.failure_ttl = failure_ttl
+        self._failed = {}  # key -> (monotonic expiry, exception) of a recent failed load
         self.max_models = max(1, int(max_models))
         self.max_bytes = max_bytes
         self.metrics = metrics
@@ -55,6 +61,11 @@ class ModelCache:
         if model is not None:
             self._models.move_to_end(key)
             return model
+        failed = self._failed.get(key)
+        if failed is not None:
+            if time.monotonic() < failed[0]:
+                raise type(failed[1])(str(failed[1]))  # a fresh one: a re-raised object keeps growing its traceback
+            del self._failed[key]
         pending = self._pending.get(key)
         if pending is None:
             pending = asyncio.get_running_loop().create_future()
@@ -67,15 +78,17 @@ class ModelCache:
         key = entry.key
         try:
             try:
+                if self.sizer is not None:
+                    self._check_budget(entry, await anyio.to_thread.run_sync(self.sizer, entry))
                 model = await anyio.to_thread.run_sync(self.loader, entry)
+            except TooLarge:
+                raise
             except Exception as exc:  # the message says which file failed and why
                 log.warning("loading %s version %s failed: %s", entry.name, entry.version, exc)
                 if self.metrics:
                     self.metrics.load_failures.inc()
                 raise LoadFailed(f"model {entry.name!r} version {entry.version!r} could not be loaded: {exc}") from exc
-            if self.max_bytes is not None and model.nbytes > self.max_bytes:
-                raise TooLarge(f"model {entry.name!r} needs an estimated {model.nbytes / 2**20:.1f} MiB, more than "
-                               f"the whole memory budget ({self.max_bytes / 2**20:.1f} MiB)")
+            self._check_budget(entry, model.nbytes)
             self._models[key] = model
             self.bytes += model.nbytes
             self.loads += 1
@@ -84,11 +97,22 @@ class ModelCache:
             self._shrink(keep=key)
             future.set_result(model)
         except Exception as exc:  # noqa: BLE001 - every failure goes to the waiting requests
+            if isinstance(exc, (LoadFailed, TooLarge)):
+                self._failed[key] = (time.monotonic() + self.failure_ttl, exc)
             future.set_exception(exc)
             future.exception()  # mark retrieved: a load nobody waits for any more must not warn
         finally:
             self._pending.pop(key, None)
             self._publish()
+
+    def _check_budget(self, entry, nbytes):
+        if self.max_bytes is not None and nbytes > self.max_bytes:
+            raise TooLarge(f"model {entry.name!r} needs an estimated {nbytes / 2**20:.1f} MiB, more than "
+                           f"the whole memory budget ({self.max_bytes / 2**20:.1f} MiB)")
+
+    def forget_failures(self):
+        """Called when the index changes: a republished model deserves a new try."""
+        self._failed.clear()
 
     def _shrink(self, keep):
         while len(self._models) > 1 and (

@@ -46,6 +46,22 @@ def estimate_bytes(folder, files):
     return int(total * MEMORY_FACTOR) + MEMORY_OVERHEAD
 
 
+def refuse_links(folder):
+    """A symbolic link inside a model folder could point anywhere on the machine: refuse it."""
+    folder = Path(folder)
+    if folder.is_symlink():
+        raise RuntimeError(f"model folder {folder.name} is a symbolic link; refused")
+    for path in sorted(folder.rglob("*")):
+        if path.is_symlink():
+            raise RuntimeError(f"model folder holds a symbolic link, {path.relative_to(folder)}; refused "
+                               f"(copy the file into the folder instead)")
+
+
+def size_before_load(entry):
+    """The memory estimate from the files SHA256SUMS lists, without loading anything."""
+    return estimate_bytes(entry.path, read_sums(entry.path))
+
+
 class ServedModel:
     def __init__(self, entry, artifact, nbytes):
         self.name, self.version, self.entry = entry.name, entry.version, entry
@@ -65,13 +81,25 @@ class ServedModel:
 
     @classmethod
     def load(cls, entry):
-        """Verify every sha256 and load (load_artifact refuses any mismatch before reading).
-        Blocking: run it in a worker thread."""
+        """Verify every sha256 and load (load_artifact refuses any mismatch before reading), then
+        check that the model predicts. Blocking: run it in a worker thread."""
+        refuse_links(entry.path)
         artifact = load_artifact(entry.path)
-        files = read_sums(entry.path)
-        model = cls(entry, artifact, estimate_bytes(entry.path, files))
+        model = cls(entry, artifact, size_before_load(entry))
+        model.check_predicts()
         model.enable_fast_path()
         return model
+
+    def check_predicts(self):
+        """Predict two rows of ones (valid for every preprocessing, counts included), so a model
+        that loads but cannot predict is refused now rather than answered 500 on each request.
+        This is also the warm-up: a fresh booster's or pipeline's first prediction is slow."""
+        try:
+            out = self.reference_predict(np.ones((2, self.n_features)))
+        except Exception as exc:
+            raise RuntimeError(f"the model loads but cannot predict: {type(exc).__name__}: {exc}") from exc
+        if not all(np.isfinite(v).all() for k, v in out.items() if k != "label"):
+            raise RuntimeError("the model loads but predicts NaN or infinity on a row of ones")
 
     # ---- prediction -------------------------------------------------------------------------
 
@@ -116,6 +144,8 @@ class ServedModel:
                     return None
                 continue  # inputs are finite: median imputation changes nothing
             if type(step) is StandardScaler:
+                if step.n_features_in_ != self.n_features:
+                    return None
                 mean = step.mean_ if step.with_mean else None
                 scale = step.scale_ if step.with_std else None
                 steps.append((mean, scale))
@@ -146,27 +176,25 @@ class ServedModel:
         return np.asarray(proba, dtype=np.float64)
 
     def enable_fast_path(self, probes=16):
-        """Warm up (the first prediction of a fresh booster or pipeline is ~50x slower) and switch
-        to the fast path if it gives exactly the reference's answers on probe rows."""
-        rng = np.random.default_rng(0)
-        X = np.vstack([np.ones((1, self.n_features)), rng.normal(0.0, 1.0, (probes, self.n_features)) *
-                       rng.choice([0.1, 1.0, 10.0, 1000.0], (probes, 1))])
-        scaler = [s for s in self.artifact.preprocessing if hasattr(s, "mean_")]
-        if scaler and getattr(scaler[0], "mean_", None) is not None:
-            X[1:] += np.asarray(scaler[0].mean_)  # probes around the training data's centre
-        try:
-            reference = self.reference_predict(X)
-        except Exception as exc:  # noqa: BLE001 - a real request will report it
-            log.debug("warm-up prediction of %s failed: %s", self.name, exc)
-            return
+        """Switch to the fast path if it gives exactly the reference's answers on probe rows.
+        Only pipelines of an imputer and a scaler qualify, so probes are centred on the scaler's
+        mean, which then has one value per input."""
         steps = self._fast_steps()
         if steps is None:
             return
-        self._fast = steps
+        rng = np.random.default_rng(0)
+        X = np.vstack([np.ones((1, self.n_features)), rng.normal(0.0, 1.0, (probes, self.n_features)) *
+                       rng.choice([0.1, 1.0, 10.0, 1000.0], (probes, 1))])
         try:
+            means = [mean for mean, _ in steps if mean is not None]
+            if means:
+                X[1:] += means[0]  # probes around the training data's centre
+            reference = self.reference_predict(X)
+            self._fast = steps
             fast = self.predict(X)
             same = all(np.array_equal(fast[k], reference[k]) for k in reference)
-        except Exception:  # noqa: BLE001 - fall back to the reference path
+        except Exception as exc:  # noqa: BLE001 - fall back to the reference path
+            log.debug("fast-path check of %s failed: %s", self.name, exc)
             same = False
         if not same:
             self._fast = None

@@ -14,7 +14,10 @@ and "label" (BYTES [N]); survival "risk" (FP64 [N], log relative hazard, higher 
 
 import json
 import math
+import re
 import struct
+import zlib
+from collections import Counter
 
 import numpy as np
 
@@ -22,6 +25,10 @@ DTYPES = {"FP32": np.dtype("<f4"), "FP64": np.dtype("<f8")}
 MAX_INPUTS = 100_000  # one tensor per gene: a whole-transcriptome model has ~20k
 MAX_NAME = 256
 HEADER = "inference-header-content-length"
+SMALL_JSON = 64 * 1024  # bytes; larger JSON bodies are decoded with thread-friendly number hooks
+CHUNK = 20_000  # values per json.dumps call when encoding a large output (lets other threads run)
+# A CSV value: a plain decimal number. float() would also take '1_000', 'nan', 'inf', ' 1 '.
+_CSV_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 
 
 class ProtocolError(ValueError):
@@ -45,16 +52,56 @@ class InferRequest:
         self.id, self.inputs, self.outputs, self.binary_default = request_id, inputs, outputs, binary_default
 
 
+def _float(text):  # Python-level on purpose: see loads_json
+    return float(text)
+
+
+def _int(text):
+    return int(text)
+
+
 def loads_json(raw, what="request body"):
-    """json.loads that turns every way a body can be broken into a 400."""
+    """json.loads that turns every way a body can be broken into a 400.
+
+    json's C decoder holds the GIL for a whole document (~300 ms for 15 MiB of numbers), which
+    would stall the event loop even when the parse runs in a worker thread. Number hooks written
+    in Python run bytecode for every number, where the interpreter can switch threads; on small
+    bodies the hooks cost nothing noticeable."""
     try:
-        return json.loads(raw)
+        if len(raw) <= SMALL_JSON:
+            return json.loads(raw)
+        return json.loads(raw, parse_float=_float, parse_int=_int)
     except RecursionError:
         raise ProtocolError(f"{what} is nested too deeply") from None
     except UnicodeDecodeError:
         raise ProtocolError(f"{what} is not UTF-8 text") from None
     except ValueError as exc:  # JSONDecodeError, and ints longer than Python's digit limit
         raise ProtocolError(f"{what} is not valid JSON: {str(exc)[:200]}") from None
+
+
+def inflate(body, limit, encoding):
+    """Decode a gzip or deflate body, every gzip member of it (as gzip -d does), to at most `limit`
+    bytes. Bytes after the last member, or a member cut short, are a 400: a client must never get
+    an answer for fewer rows than it sent."""
+    parts, total, data = [], 0, body
+    while True:
+        inflater = zlib.decompressobj(wbits=47)  # gzip or zlib header, detected
+        try:
+            out = inflater.decompress(data, limit + 1 - total)  # bounded: never expands past the limit
+        except zlib.error:
+            raise ProtocolError(f"request body is not valid {encoding} data") from None
+        total += len(out)
+        if total > limit or inflater.unconsumed_tail:
+            raise ProtocolError(f"decompressed request body exceeds the limit of {limit} bytes", 413)
+        if not inflater.eof:
+            raise ProtocolError(f"request body is incomplete {encoding} data (it ends inside the compressed stream)")
+        parts.append(out)
+        data = inflater.unused_data
+        if not data:
+            return b"".join(parts)
+        if encoding != "gzip" or not data.startswith(b"\x1f\x8b"):
+            raise ProtocolError(f"request body has {len(data)} byte(s) after the compressed data that are not "
+                                f"another gzip member")
 
 
 def _short(value):
@@ -266,22 +313,34 @@ def encode_response(model, request, results):
             blob = _bytes_tensor(arr.ravel()) if datatype == "BYTES" else arr.astype("<f8").tobytes()
             out["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
+            outputs.append(_dumps(out))
         else:
-            out["data"] = arr.ravel().tolist()
-        outputs.append(out)
-    doc = {"model_name": model.name, "model_version": model.version, "outputs": outputs}
+            outputs.append(_dumps(out)[:-1] + ',"data":' + _dumps_list(arr.ravel()) + "}")
+    doc = {"model_name": model.name, "model_version": model.version}
     if request.id is not None:
         doc["id"] = request.id
-    head = json.dumps(doc, separators=(",", ":")).encode()
+    head = (_dumps(doc)[:-1] + ',"outputs":[' + ",".join(outputs) + "]}").encode()
     if not blobs:
         return head, {"content-type": "application/json"}
     return head + b"".join(blobs), {"content-type": "application/octet-stream",
                                     "inference-header-content-length": str(len(head))}
 
 
+def _dumps(doc):
+    return json.dumps(doc, separators=(",", ":"))
+
+
+def _dumps_list(values):
+    """json.dumps(values.tolist()) in slices: one C call over a million floats would hold the GIL
+    (and so the event loop) for ~100 ms."""
+    parts = [_dumps(values[i:i + CHUNK].tolist())[1:-1] for i in range(0, len(values), CHUNK)]
+    return "[" + ",".join(p for p in parts if p) + "]"
+
+
 def parse_csv(body, model):
     """SageMaker-style text/csv: one row per sample, features in the model's order, optionally a
-    header row of feature names (then columns are matched by name)."""
+    header row of feature names (then columns are matched by name). A first row that names a
+    feature, or holds no number at all, is a header, and every name in it must be a feature."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
@@ -291,27 +350,39 @@ def parse_csv(body, model):
         raise ProtocolError("CSV body has no rows")
     order = None
     header = [c.strip().strip('"') for c in rows[0]]
-    if any(c in model.feature_index for c in header):
-        missing = [f for f in model.features if f not in header]
-        if missing or len(set(header)) != len(header):
-            raise ProtocolError(f"CSV header must name each feature once; missing {_listing(missing)}")
-        order = [header.index(f) for f in model.features]
+    if any(c in model.feature_index for c in header) or not any(_CSV_NUMBER.fullmatch(c) for c in header):
+        order = _header_order(header, model)
         rows = rows[1:]
         if not rows:
             raise ProtocolError("CSV body has a header but no rows")
-    width = model.n_features if order is None else len(header)
     X = np.empty((len(rows), model.n_features), dtype=np.float64)
     for r, row in enumerate(rows):
-        if len(row) != width:
-            raise ProtocolError(f"CSV row {r + 1} has {len(row)} value(s), expected {width}")
-        try:
-            values = [float(v) for v in row]
-        except ValueError:
-            raise ProtocolError(f"CSV row {r + 1} has a value that is not a number") from None
-        X[r] = values if order is None else [values[i] for i in order]
+        if len(row) != model.n_features:
+            raise ProtocolError(f"CSV row {r + 1} has {len(row)} value(s), expected {model.n_features}")
+        values = [c.strip() for c in row]
+        for v in values:
+            if not _CSV_NUMBER.fullmatch(v):
+                raise ProtocolError(f"CSV row {r + 1} has {v[:40]!r}, which is not a number "
+                                    f"(write plain decimals such as 1000 or 1.5e3; no NaN or infinity)")
+        X[r] = [float(v) for v in values] if order is None else [float(values[i]) for i in order]
     if not np.isfinite(X).all():
-        raise ProtocolError("CSV values must be finite numbers (no NaN or infinity)")
+        raise ProtocolError("CSV values must be finite numbers (a value overflows a double)")
     return X
+
+
+def _header_order(header, model):
+    """Column positions of the model's features in a CSV header naming each of them once."""
+    unknown = [c for c in header if c not in model.feature_index]
+    if unknown:
+        raise ProtocolError(f"CSV header names column(s) the model does not take: {_listing(unknown)}; "
+                            f"model {model.name!r} takes {_listing(model.features)}")
+    twice = sorted(c for c, n in Counter(header).items() if n > 1)
+    if twice:
+        raise ProtocolError(f"CSV header names {_listing(twice)} more than once")
+    missing = [f for f in model.features if f not in header]
+    if missing:
+        raise ProtocolError(f"CSV header lacks feature(s) {_listing(missing)}")
+    return [header.index(f) for f in model.features]
 
 
 def encode_csv(model, results):

@@ -3,7 +3,8 @@
 Only (name, version) pairs listed in index.json are ever turned into paths, and each listed path
 must stay inside the registry after resolving symlinks; a request's name is a dictionary key,
 never part of a path. `refresh()` costs one stat() per call: the index is re-parsed only when its
-(inode, size, mtime) changes, and a half-written or invalid index keeps the last good one.
+(inode, size, mtime) changes, and a half-written or invalid index keeps the last good one and is
+warned about once (until it changes again).
 """
 
 import json
@@ -63,7 +64,9 @@ class Repository:
         self.index_path = self.root / "index.json"
         self._lock = threading.Lock()
         self._stamp = None
+        self._bad_stamp = None  # stamp of an index found unusable: not re-read until it changes
         self._raw = None
+        self._inputs = {}  # (name, version) -> number of input features (features.json)
         self.entries = {}  # name -> {version: Entry}, versions in index order (oldest first)
         self.latest = {}  # name -> version
         self.loaded_once = False
@@ -80,10 +83,10 @@ class Repository:
                 self._stamp = None
             return False
         stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
-        if stamp == self._stamp:
+        if stamp in (self._stamp, self._bad_stamp):
             return False
         with self._lock:
-            if stamp == self._stamp:
+            if stamp in (self._stamp, self._bad_stamp):
                 return False
             try:
                 raw = self.index_path.read_bytes()
@@ -92,8 +95,9 @@ class Repository:
                     return False
                 entries, latest = self._parse(json.loads(raw))
             except (OSError, ValueError, TypeError, RecursionError) as exc:
-                # Do not remember the stamp: a writer may still be finishing; try again next time.
+                # A writer still finishing changes the stamp again when done: it is re-read then.
                 log.warning("registry index %s not usable (%s); keeping the last good index", self.index_path, exc)
+                self._bad_stamp = stamp
                 return False
             self.entries, self.latest, self._raw, self._stamp = entries, latest, raw, stamp
             self.loaded_once = True
@@ -152,8 +156,21 @@ class Repository:
             last = next(reversed(versions.values())).record
             out.append({"name": name, "versions": list(versions), "latest": self.latest.get(name),
                         "kind": last.get("kind"), "model_kind": last.get("model_kind"),
-                        "n_features": last.get("n_features")})
+                        "n_features": self.n_inputs(next(reversed(versions.values()))),
+                        "n_features_used": last.get("n_features")})
         return out
+
+    def n_inputs(self, entry):
+        """How many inputs the artifact takes (its features.json), which is more than the index's
+        n_features (the features the estimator uses) when a gene group is picked after an in-fold
+        normalization. Read once per version; None if unreadable (the load will say why)."""
+        if entry.key not in self._inputs:
+            try:
+                features = json.loads((entry.path / "features.json").read_text())
+                self._inputs[entry.key] = len(features) if isinstance(features, list) else None
+            except (OSError, ValueError):
+                return None
+        return self._inputs[entry.key]
 
     def keys(self):
         return {(n, v) for n, versions in self.entries.items() for v in versions}
