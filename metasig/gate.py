@@ -12,6 +12,10 @@ control) is expressible as {"metric": "accuracy", "bound": "estimate", "min": 0.
 "beat_permuted": False}; `min` is inclusive (>=), which differs from "> 0.4" only for an estimate of
 exactly 0.4.
 
+For ROC-AUC, PR-AUC and the C-index, `estimate` and the CI are the per-fold means of
+`metasig.metrics.bootstrap_ci`, for the real labels and the permuted control alike; their pooled
+value (`pooled`) is informative only and never gated on.
+
 Independently of the decision, `no_signal` says whether the real CI of the gate metric overlaps the
 permuted control's CI (real ci_low <= permuted ci_high): the report uses it to say plainly that a
 gene group carries no signal, even when a lenient gate let the model through.

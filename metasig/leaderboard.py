@@ -49,6 +49,8 @@ def leaderboard(metrics_docs, gate_rows=None) -> pd.DataFrame:
     """
     docs = list(metrics_docs)
     metrics = _metric_order(docs)
+    # ranking metrics also carry the metric on pooled out-of-fold predictions (see metrics.bootstrap_ci)
+    pooled = [m for m in metrics if any("pooled" in ((d.get("metrics") or {}).get(m) or {}) for d in docs)]
     gates = _gate_lookup(gate_rows)
     rows = []
     for doc in docs:
@@ -59,6 +61,8 @@ def leaderboard(metrics_docs, gate_rows=None) -> pd.DataFrame:
             row[metric] = _value(doc.get("metrics"), metric, "estimate")
             row[f"{metric}_ci_low"] = _value(doc.get("metrics"), metric, "ci_low")
             row[f"{metric}_ci_high"] = _value(doc.get("metrics"), metric, "ci_high")
+            if metric in pooled:
+                row[f"{metric}_pooled"] = _value(doc.get("metrics"), metric, "pooled")
         for metric in metrics:
             row[f"permuted_{metric}"] = _value(doc.get("permuted"), metric, "estimate")
             row[f"permuted_{metric}_ci_low"] = _value(doc.get("permuted"), metric, "ci_low")
@@ -72,7 +76,8 @@ def leaderboard(metrics_docs, gate_rows=None) -> pd.DataFrame:
         rows.append(row)
 
     columns = (ID_COLUMNS + ["kind", "n_samples", "n_features"]
-               + [f"{m}{s}" for m in metrics for s in ("", "_ci_low", "_ci_high")]
+               + [f"{m}{s}" for m in metrics for s in ("", "_ci_low", "_ci_high", "_pooled")
+                  if s != "_pooled" or m in pooled]
                + [f"permuted_{m}{s}" for m in metrics for s in ("", "_ci_low", "_ci_high")]
                + ["gate_metric", "gate_passed", "gate_reason", "no_signal"])
     frame = pd.DataFrame(rows, columns=columns)

@@ -11,6 +11,7 @@ binary `y_true` (0/1) + `score` (P(positive)); multiclass `y_true` + `proba_<cla
 survival `time`, `event`, `risk` (+ optional `surv_<t>` survival probabilities at time t).
 """
 
+import logging
 import math
 
 import numpy as np
@@ -18,9 +19,11 @@ import pandas as pd
 
 CLASSIFICATION_METRICS = ("roc_auc", "pr_auc", "balanced_accuracy", "f1", "mcc", "accuracy")
 SURVIVAL_METRICS = ("c_index", "ibs")
+RANKING_METRICS = ("roc_auc", "pr_auc", "c_index")  # estimated per outer fold (see bootstrap_ci)
 THRESHOLD = 0.5  # binary decision threshold on P(positive): predicted positive if score >= 0.5
 _TIED_TOL = 1e-8  # risk ties, as in sksurv.metrics.concordance_index_censored
 _CHUNK = 250  # resamples evaluated at once (bounds memory for large n)
+log = logging.getLogger("metasig.metrics")
 
 
 # ---- public: plain metrics -------------------------------------------------------------------
@@ -61,15 +64,17 @@ def survival_metrics(time, event, risk, surv_probs=None, times=None, train_time=
 
 
 def classification_metric_fn(classes):
-    """fn(frame, weights) -> {metric: array (B,)} for binary (`score`) or multiclass (`proba_*`)."""
+    """fn(frame, weights, only=None) -> {metric: array (B,)} for binary (`score`) or multiclass
+    (`proba_*`); `only` (metric names) lets bootstrap_ci skip the metrics it does not need."""
     classes = [str(c) for c in classes] if classes is not None else None
 
-    def fn(frame, weights):
+    def fn(frame, weights, only=None):
         if "score" in frame:
-            return _binary(frame["y_true"].to_numpy() == 1, frame["score"].to_numpy(float), weights)
+            return _binary(frame["y_true"].to_numpy() == 1, frame["score"].to_numpy(float), weights, only)
         cols = [f"proba_{c}" for c in classes]
-        return _multiclass(_class_index(frame["y_true"], classes), frame[cols].to_numpy(float), weights)
+        return _multiclass(_class_index(frame["y_true"], classes), frame[cols].to_numpy(float), weights, only)
 
+    fn.selective = True
     return fn
 
 
@@ -78,10 +83,14 @@ def survival_metric_fn(train_time=None, train_event=None):
     censoring distribution comes from train_time/train_event, default the frame's own (unweighted)
     data, so it stays fixed across bootstrap resamples."""
 
-    def fn(frame, weights):
+    def fn(frame, weights, only=None):
         time = frame["time"].to_numpy(float)
         event = frame["event"].to_numpy().astype(bool)
-        out = {"c_index": _cindex(time, event, frame["risk"].to_numpy(float), weights)}
+        out = {}
+        if only is None or "c_index" in only:
+            out["c_index"] = _cindex(time, event, frame["risk"].to_numpy(float), weights)
+        if only is not None and "ibs" not in only:
+            return out
         cols, grid = surv_columns(frame)
         if len(grid) >= 2:
             cens = _censoring(train_time if train_time is not None else time, train_event if train_event is not None else event)
@@ -90,6 +99,7 @@ def survival_metric_fn(train_time=None, train_event=None):
             out["ibs"] = np.full(len(weights), np.nan)
         return out
 
+    fn.selective = True
     return fn
 
 
@@ -117,35 +127,100 @@ def surv_columns(frame):
 # ---- public: bootstrap -----------------------------------------------------------------------
 
 
-def bootstrap_ci(predictions_by_repeat, metric_fn, n_boot, seed) -> dict:
+def bootstrap_ci(predictions_by_repeat, metric_fn, n_boot, seed, per_fold=RANKING_METRICS) -> dict:
     """Point estimate and 95% percentile bootstrap CI of every metric metric_fn returns.
 
-    predictions_by_repeat: a list of per-repeat prediction frames (each one row per sample), or one
-    frame with a `repeat` column. metric_fn(frame, weights (B, n)) -> {metric: array (B,)}.
-    Estimate = mean over repeats of the metric on each repeat's pooled out-of-fold predictions.
+    predictions_by_repeat: a list of per-repeat prediction frames (each one row per sample, with a
+    `fold` column when the repeat was split into folds), or one frame with a `repeat` column.
+    metric_fn(frame, weights (B, n)) -> {metric: array (B,)}.
+
+    Ranking metrics (`per_fold`: ROC-AUC, PR-AUC, C-index) are estimated as the mean over every
+    (repeat, fold) of the metric on that fold's test set alone: fold models score on their own
+    scales, so ranking one fold's samples against another's (pooling) biases them downward. A fold
+    where the metric is undefined (one class, no event, no comparable pair) is left out of the mean
+    and counted (`folds_used` of `folds`); if no fold is usable the pooled value is the estimate,
+    with a warning. The pooled value is kept as `pooled`. Other metrics (threshold metrics, IBS) are
+    sums over samples of calibrated outputs, comparable across folds: they stay the mean over
+    repeats of the metric on each repeat's pooled out-of-fold predictions.
+
     Each resample draws sample IDs with replacement once and applies them to every repeat (the
     repeats share the samples, so resampling them independently would understate the variance).
-    Resamples where a metric is undefined (NaN, e.g. one class only) are skipped for that metric.
-    Returns {metric: {"estimate", "ci_low", "ci_high"}} (NaN when not computable).
+    Within a fold this is a resample with replacement of that fold's test set (its size varies
+    around the fold's size); per-fold metrics are recomputed on it and averaged over the usable
+    folds, skipping a fold the resample leaves undefined. Resamples where a metric is undefined
+    everywhere (NaN) are skipped for that metric.
+    Returns {metric: {"estimate", "ci_low", "ci_high"}} (NaN when not computable), plus "pooled",
+    "folds_used" and "folds" for the per-fold metrics.
     """
     frames = _align_repeats(predictions_by_repeat)
     n = len(frames[0])
+    # (frame of one fold's test set, its row positions in the aligned repeat frame)
+    parts = [(f.iloc[idx].reset_index(drop=True), idx) for f in frames for idx in _fold_rows(f)]
     point = _mean_over_repeats([metric_fn(f, np.ones((1, n))) for f in frames])
+    folded = [m for m in point if m in per_fold]
+    fold_point = _by_fold(parts, metric_fn, np.ones((1, n)), folded)
+    usable = {m: np.isfinite(fold_point[m][:, 0]) for m in folded}
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, n, size=(int(n_boot), n))
     boot = {m: [] for m in point}
+    fold_boot = {m: [] for m in folded}
+    by_fold = [m for m in folded if usable[m].any()]
+    pooled_only = [m for m in point if m not in by_fold]  # resampled on the pooled predictions
     for start in range(0, len(draws), _CHUNK):
         weights = _counts(draws[start:start + _CHUNK], n)
-        chunk = _mean_over_repeats([metric_fn(f, weights) for f in frames])
-        for m in boot:
-            boot[m].append(chunk[m])
+        if pooled_only:
+            chunk = _mean_over_repeats([_call(metric_fn, f, weights, pooled_only) for f in frames])
+            for m in pooled_only:
+                boot[m].append(chunk[m])
+        for m, values in _by_fold(parts, metric_fn, weights, by_fold).items():
+            fold_boot[m].append(_mean_defined(values[usable[m]]))
     out = {}
     for m, est in point.items():
-        values = np.concatenate(boot[m]) if boot[m] else np.array([])
+        estimate, values = est[0], boot[m]
+        if m in folded:
+            extra = {"pooled": float(est[0]), "folds_used": int(usable[m].sum()), "folds": len(parts)}
+            if usable[m].any():
+                estimate, values = np.mean(fold_point[m][usable[m], 0]), fold_boot[m]
+            else:
+                log.warning("%s is undefined in every one of %d folds (one class, or no event); "
+                            "reporting the pooled out-of-fold value instead", m, len(parts))
+        values = np.concatenate(values) if values else np.array([])
         values = values[np.isfinite(values)]
         low, high = np.percentile(values, [2.5, 97.5]) if len(values) else (math.nan, math.nan)
-        out[m] = {"estimate": float(est[0]), "ci_low": float(low), "ci_high": float(high)}
+        out[m] = {"estimate": float(estimate), "ci_low": float(low), "ci_high": float(high)}
+        if m in folded:
+            out[m].update(extra)
     return out
+
+
+def _fold_rows(frame):
+    """Row positions of each fold's test set (the whole repeat when there is no `fold` column)."""
+    if "fold" not in frame:
+        return [np.arange(len(frame))]
+    codes = pd.factorize(frame["fold"], sort=True)[0]
+    return [np.flatnonzero(codes == k) for k in range(codes.max() + 1)]
+
+
+def _by_fold(parts, metric_fn, weights, names):
+    """{metric: (folds, B)} of metric_fn on each fold's rows, with those rows' weights."""
+    if not names:
+        return {}
+    results = [_call(metric_fn, part, weights[:, idx], names) for part, idx in parts]
+    return {m: np.array([np.asarray(r[m], float) for r in results]) for m in names}
+
+
+def _call(metric_fn, frame, weights, names):
+    """metric_fn restricted to `names` when it can skip the others (this module's functions)."""
+    if getattr(metric_fn, "selective", False):
+        return metric_fn(frame, weights, only=set(names))
+    return metric_fn(frame, weights)
+
+
+def _mean_defined(values):
+    """(folds, B) -> (B,) mean over the folds where the value is defined; NaN where none is."""
+    ok = np.isfinite(values)
+    count = ok.sum(0)
+    return np.where(count > 0, np.where(ok, values, 0.0).sum(0) / np.maximum(count, 1), np.nan)
 
 
 def _align_repeats(predictions_by_repeat):
@@ -180,6 +255,10 @@ def _mean_over_repeats(results):
 
 
 # ---- weighted classification -----------------------------------------------------------------
+
+
+def _wants(only, *names):
+    return only is None or any(n in only for n in names)
 
 
 def _positive_mask(y_true, classes):
@@ -245,30 +324,38 @@ def _confusion_metrics(conf):
     return bal, f1_macro, mcc, _safe_div(correct, total)
 
 
-def _binary(pos, score, weights):
+def _binary(pos, score, weights, only=None):
     pos = np.asarray(pos, bool)
-    auc, ap = _ranking(pos, score, weights)
+    auc, ap = _ranking(pos, score, weights) if _wants(only, "roc_auc", "pr_auc") else (None, None)
+    if not _wants(only, "balanced_accuracy", "f1", "mcc", "accuracy"):
+        return {"roc_auc": auc, "pr_auc": ap}
     pred = score >= THRESHOLD
     tp, fn = weights @ (pos & pred), weights @ (pos & ~pred)
     fp, tn = weights @ (~pos & pred), weights @ (~pos & ~pred)
     conf = np.stack([np.stack([tn, fp], 1), np.stack([fn, tp], 1)], 1)  # rows: truth 0, 1
     bal, _, mcc, acc = _confusion_metrics(conf)
     f1 = np.where(2 * tp + fp + fn > 0, _safe_div(2 * tp, 2 * tp + fp + fn), 0.0)  # f1 of class 1
-    return {"roc_auc": auc, "pr_auc": ap, "balanced_accuracy": bal, "f1": f1, "mcc": mcc, "accuracy": acc}
+    out = {"roc_auc": auc, "pr_auc": ap, "balanced_accuracy": bal, "f1": f1, "mcc": mcc, "accuracy": acc}
+    return {k: v for k, v in out.items() if v is not None}
 
 
-def _multiclass(yi, scores, weights):
+def _multiclass(yi, scores, weights, only=None):
     k = scores.shape[1]
-    aucs, aps = zip(*(_ranking(yi == c, scores[:, c], weights) for c in range(k)))
-    # OvR macro averages; any class absent from a resample makes them undefined (NaN)
-    auc = np.mean(aucs, axis=0)
-    ap = np.mean(aps, axis=0)
+    auc = ap = None
+    if _wants(only, "roc_auc", "pr_auc"):
+        aucs, aps = zip(*(_ranking(yi == c, scores[:, c], weights) for c in range(k)))
+        # OvR macro averages; any class absent from a resample makes them undefined (NaN)
+        auc = np.mean(aucs, axis=0)
+        ap = np.mean(aps, axis=0)
+        if not _wants(only, "balanced_accuracy", "f1", "mcc", "accuracy"):
+            return {"roc_auc": auc, "pr_auc": ap}
     pred = np.argmax(scores, axis=1)
     onehot = np.zeros((len(yi), k * k))
     onehot[np.arange(len(yi)), yi * k + pred] = 1.0
     conf = (weights @ onehot).reshape(len(weights), k, k)
     bal, f1, mcc, acc = _confusion_metrics(conf)
-    return {"roc_auc": auc, "pr_auc": ap, "balanced_accuracy": bal, "f1": f1, "mcc": mcc, "accuracy": acc}
+    out = {"roc_auc": auc, "pr_auc": ap, "balanced_accuracy": bal, "f1": f1, "mcc": mcc, "accuracy": acc}
+    return {k: v for k, v in out.items() if v is not None}
 
 
 # ---- weighted survival -----------------------------------------------------------------------

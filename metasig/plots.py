@@ -336,7 +336,9 @@ def _curve_inputs(df, kind):
 @_styled
 def roc_pr_plot(predictions_by_job, path, kind=None, title=None):
     """ROC (left) and precision-recall (right) curves, one per job, from the pooled out-of-fold
-    predictions of the real control (all outer repeats). Multiclass: micro-averaged one-vs-rest."""
+    predictions of the real control (all outer repeats). Multiclass: micro-averaged one-vs-rest.
+    The legend's AUC and AP are those of the drawn (pooled) curve, labelled so because the reported
+    estimates are per-fold means (metrics.bootstrap_ci)."""
     from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_curve
 
     jobs = {str(k): _real(v) for k, v in (predictions_by_job or {}).items()}
@@ -368,7 +370,7 @@ def roc_pr_plot(predictions_by_job, path, kind=None, title=None):
         prevalences.append(float(np.mean(y)))
         ax_roc.plot(fpr, tpr, linewidth=1.6, **style)
         ax_pr.plot(recall, precision, linewidth=1.6, drawstyle="steps-post", **style)
-        handles.append(Line2D([], [], linewidth=1.6, label=f"{_short(label)} (AUC {roc_auc:.3f}, AP {ap:.3f})", **style))
+        handles.append(Line2D([], [], linewidth=1.6, label=f"{_short(label)} (pooled AUC {roc_auc:.3f}, AP {ap:.3f})", **style))
     ax_roc.plot([0, 1], [0, 1], color=GREY, linestyle="--", linewidth=1)
     ax_roc.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), xlabel="false positive rate (1 − specificity)",
                ylabel="true positive rate (sensitivity)", title="ROC")

@@ -177,7 +177,10 @@ def clean_json(value):
 
 
 def _ci_text(ci):
-    return f"{ci['estimate']:.3f} [{ci['ci_low']:.3f}, {ci['ci_high']:.3f}]"
+    text = f"{ci['estimate']:.3f} [{ci['ci_low']:.3f}, {ci['ci_high']:.3f}]"
+    if "pooled" in ci:  # ranking metrics: the estimate is the per-fold mean (metrics.bootstrap_ci)
+        text += f" (mean of {ci['folds_used']}/{ci['folds']} folds; pooled {ci['pooled']:.3f})"
+    return text
 
 
 def _classes(y, task_cfg, kind, class_names):

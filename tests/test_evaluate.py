@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -119,6 +120,14 @@ def test_train_writes_deterministic_outputs(tmp_path):
     perm = pred[pred["control"] == "permuted"].set_index("sample")["y_true"]
     real = pred[pred["control"] == "real"].set_index("sample")["y_true"]
     assert perm.sum() == real.sum() and (perm.loc[real.index] != real).any()
+    # real and permuted ROC-AUC: the same estimator, the mean of the per-fold values
+    for control, block in (("real", "metrics"), ("permuted", "permuted")):
+        part = pred[pred["control"] == control]
+        per_fold = [roc_auc_score(p["y_true"], p["score"]) for _, p in part.groupby(["repeat", "fold"])]
+        pooled = np.mean([roc_auc_score(p["y_true"], p["score"]) for _, p in part.groupby("repeat")])
+        assert doc[block]["roc_auc"]["estimate"] == pytest.approx(np.mean(per_fold), abs=1e-6)
+        assert doc[block]["roc_auc"]["pooled"] == pytest.approx(pooled, abs=1e-6)
+        assert doc[block]["roc_auc"]["folds_used"] == doc[block]["roc_auc"]["folds"] == 3
     imp = pd.read_csv(tmp_path / "0" / "importance.tsv", sep="\t")
     assert sorted(imp["feature"]) == sorted(X.columns) and imp["importance"].is_monotonic_decreasing
     assert "fit_seconds" in pd.read_json(tmp_path / "0" / "timing.json", typ="series")

@@ -95,3 +95,32 @@ def test_no_signal_when_the_interval_reaches_chance_even_if_the_permutation_fell
     low_permutation = doc(est=0.54, lo=0.44, hi=0.65, p_est=0.33, p_lo=0.25, p_hi=0.42)
     assert no_signal(low_permutation, "roc_auc") is True
     assert no_signal(doc(est=0.9, lo=0.8, hi=0.95), "roc_auc") is False
+
+
+def test_gate_and_permuted_control_use_the_per_fold_estimate():
+    # fold models on different scales: pooled ROC-AUC well below the per-fold mean
+    import numpy as np
+
+    from metasig.metrics import bootstrap_ci, classification_metric_fn
+
+    rng = np.random.default_rng(0)
+    n, parts = 200, []
+    y = rng.permutation(np.arange(n) % 2)
+    for r in range(2):
+        fold = rng.permutation(np.arange(n) % 4)
+        parts.append(pd.DataFrame({"repeat": r, "fold": fold, "sample": range(n), "y_true": y,
+                                   "score": 0.5 * y + rng.random(n) + 5.0 * (fold == 0)}))
+    real = pd.concat(parts, ignore_index=True)
+    permuted = real.assign(y_true=rng.permutation(y)[real["sample"]])  # labels shuffled, same folds
+    fn = classification_metric_fn(["0", "1"])
+    d = {"dataset": "d", "task": "t", "group": "g", "model": "m", "kind": "binary",
+         "metrics": bootstrap_ci(real, fn, 300, 0), "permuted": bootstrap_ci(permuted, fn, 300, 0)}
+    auc = d["metrics"]["roc_auc"]
+    middle = round((auc["pooled"] + auc["estimate"]) / 2, 3)
+    assert auc["pooled"] < middle - 0.02 and auc["estimate"] > middle + 0.02
+    assert d["permuted"]["roc_auc"]["folds_used"] == 8 and abs(d["permuted"]["roc_auc"]["estimate"] - 0.5) < 0.1
+    # a gate between the two values passes: it reads the per-fold estimate, not the pooled value
+    passed, reason = decide(d, {"metric": "roc_auc", "bound": "estimate", "min": middle, "beat_permuted": True})
+    assert passed and f"estimate {auc['estimate']:.3f}".rstrip("0") in reason
+    row = gate_task([d], DEFAULT_GATE["binary"]).iloc[0]
+    assert row["ci_low"] == auc["ci_low"] and row["permuted_ci_high"] == d["permuted"]["roc_auc"]["ci_high"]

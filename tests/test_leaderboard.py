@@ -69,3 +69,16 @@ def test_markdown():
     assert "fail (no signal)" in g1 and "| – |" in g1
     full = to_markdown(leaderboard(docs, gates), reasons=True)
     assert "ibs" in full.splitlines()[0] and "passed: roc_auc ci_low" in full
+
+
+def test_pooled_columns_next_to_their_metric():
+    docs, gates = frames()
+    docs[0]["metrics"]["roc_auc"]["pooled"] = 0.91  # per-fold estimate 0.95, pooled 0.91
+    lb = leaderboard(docs, gates)
+    cols = list(lb.columns)
+    assert cols.index("roc_auc_ci_high") + 1 == cols.index("roc_auc_pooled")
+    assert "accuracy_pooled" not in cols and "c_index_pooled" not in cols and "permuted_roc_auc_pooled" not in cols
+    row = lb[(lb["model"] == "lr") & (lb["group"] == "ALL")].iloc[0]
+    assert row["roc_auc"] == 0.95 and row["roc_auc_pooled"] == 0.91
+    assert lb["roc_auc_pooled"].notna().sum() == 1  # documents without the field: NaN
+    assert "pooled" not in to_markdown(lb).splitlines()[0]  # the compact table shows the estimate only

@@ -179,3 +179,110 @@ def test_survival_bootstrap_and_speed():
     started = time.perf_counter()
     mm.bootstrap_ci(_binary_frames(600), mm.classification_metric_fn(["0", "1"]), 1000, 0)
     assert time.perf_counter() - started < 5
+
+
+# ---- ranking metrics: mean over outer folds ---------------------------------------------------
+
+
+def _folded_binary(n=300, repeats=3, folds=5, seed=6, shift=10.0):
+    """Out-of-fold predictions where fold 2's model scores on another scale (+shift): each fold
+    ranks its own samples well, but pooled, fold 2's negatives outrank every other fold's positives."""
+    rng = np.random.default_rng(seed)
+    y = rng.permutation(np.arange(n) % 2)
+    parts = []
+    for r in range(repeats):
+        fold = rng.permutation(np.arange(n) % folds)
+        score = 0.8 * y + rng.random(n) + shift * (fold == 2)
+        parts.append(pd.DataFrame({"repeat": r, "fold": fold, "sample": [f"s{i}" for i in range(n)],
+                                   "y_true": y, "score": score}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _per_fold_mean(pred, fn):
+    return np.mean([fn(part) for _, part in pred.groupby(["repeat", "fold"])])
+
+
+def test_ranking_estimate_is_the_mean_of_per_fold_metrics():
+    pred = _folded_binary()
+    out = mm.bootstrap_ci(pred, mm.classification_metric_fn(["0", "1"]), 300, 0)
+    auc = _per_fold_mean(pred, lambda p: skm.roc_auc_score(p["y_true"], p["score"]))
+    ap = _per_fold_mean(pred, lambda p: skm.average_precision_score(p["y_true"], p["score"]))
+    pooled = np.mean([skm.roc_auc_score(p["y_true"], p["score"]) for _, p in pred.groupby("repeat")])
+    assert out["roc_auc"]["estimate"] == pytest.approx(auc, abs=1e-12)
+    assert out["pr_auc"]["estimate"] == pytest.approx(ap, abs=1e-12)
+    assert out["roc_auc"]["pooled"] == pytest.approx(pooled, abs=1e-12)
+    assert pooled < auc - 0.1  # the scale shift drags the pooled value down, not the per-fold one
+    assert out["roc_auc"]["folds_used"] == out["roc_auc"]["folds"] == 15
+    for name in ("roc_auc", "pr_auc"):
+        assert out[name]["ci_low"] < out[name]["estimate"] < out[name]["ci_high"]
+    assert out["roc_auc"]["ci_low"] > pooled  # the interval is about the per-fold estimate
+    # threshold metrics stay on the pooled predictions
+    acc = np.mean([skm.accuracy_score(p["y_true"], p["score"] >= 0.5) for _, p in pred.groupby("repeat")])
+    assert out["accuracy"]["estimate"] == pytest.approx(acc)
+    assert "pooled" not in out["accuracy"]
+
+
+def test_c_index_estimate_is_the_mean_of_per_fold_lifelines_concordance():
+    from lifelines.utils import concordance_index
+
+    rng = np.random.default_rng(7)
+    n, parts = 240, []
+    t = rng.exponential(10, n) + rng.random(n) * 1e-3  # no tied times
+    e = rng.random(n) < 0.7
+    for r in range(2):
+        fold = rng.permutation(np.arange(n) % 4)
+        risk = -np.log(t) + rng.normal(size=n) + 10.0 * (fold == 1)
+        parts.append(pd.DataFrame({"repeat": r, "fold": fold, "sample": range(n), "time": t, "event": e.astype(int), "risk": risk}))
+    pred = pd.concat(parts, ignore_index=True)
+    out = mm.bootstrap_ci(pred, mm.survival_metric_fn(), 200, 0)
+    # lifelines: higher predicted value = longer survival, hence -risk
+    ref = _per_fold_mean(pred, lambda p: concordance_index(p["time"], -p["risk"], p["event"]))
+    pooled = np.mean([concordance_index(p["time"], -p["risk"], p["event"]) for _, p in pred.groupby("repeat")])
+    assert out["c_index"]["estimate"] == pytest.approx(ref, abs=1e-12)
+    assert out["c_index"]["pooled"] == pytest.approx(pooled, abs=1e-12)
+    assert pooled < ref - 0.05
+    assert out["c_index"]["ci_low"] < out["c_index"]["estimate"] < out["c_index"]["ci_high"]
+    assert np.isnan(out["ibs"]["estimate"]) and "pooled" not in out["ibs"]
+
+
+def test_per_fold_ci_matches_materialised_within_fold_resamples():
+    # the vectorised CI equals drawing the cohort with replacement (shared by the repeats), taking
+    # each fold's test set from that resample, and averaging sklearn's per-fold ROC-AUC
+    pred = _folded_binary(n=60, repeats=2, folds=3, seed=8, shift=1.0)
+    out = mm.bootstrap_ci(pred, mm.classification_metric_fn(["0", "1"]), 150, 4)
+    frames = [p.sort_values("sample").reset_index(drop=True) for _, p in pred.groupby("repeat")]
+    values = []
+    for d in np.random.default_rng(4).integers(0, 60, size=(150, 60)):
+        per_fold = []
+        for f in frames:
+            rows = f.iloc[d]
+            for _, part in rows.groupby("fold"):
+                if part["y_true"].nunique() == 2:  # a fold left with one class is skipped
+                    per_fold.append(skm.roc_auc_score(part["y_true"], part["score"]))
+        values.append(np.mean(per_fold))
+    assert [out["roc_auc"]["ci_low"], out["roc_auc"]["ci_high"]] == pytest.approx(np.percentile(values, [2.5, 97.5]))
+
+
+def test_per_fold_ci_narrows_with_larger_folds():
+    small = mm.bootstrap_ci(_folded_binary(n=100), mm.classification_metric_fn(["0", "1"]), 400, 0)["roc_auc"]
+    large = mm.bootstrap_ci(_folded_binary(n=2000), mm.classification_metric_fn(["0", "1"]), 400, 0)["roc_auc"]
+    assert large["ci_high"] - large["ci_low"] < 0.4 * (small["ci_high"] - small["ci_low"])
+
+
+def test_single_class_folds_are_left_out_and_counted(caplog):
+    pred = _folded_binary(n=100, repeats=1, folds=4, shift=0.0)
+    pred.loc[(pred["fold"] == 3), "y_true"] = 0  # fold 3 holds negatives only: no ROC-AUC there
+    fn = mm.classification_metric_fn(["0", "1"])
+    out = mm.bootstrap_ci(pred, fn, 200, 0)
+    defined = pred[pred["fold"] != 3]
+    assert out["roc_auc"]["estimate"] == pytest.approx(_per_fold_mean(defined, lambda p: skm.roc_auc_score(p["y_true"], p["score"])))
+    assert (out["roc_auc"]["folds_used"], out["roc_auc"]["folds"]) == (3, 4)
+    assert out["roc_auc"]["ci_low"] <= out["roc_auc"]["estimate"] <= out["roc_auc"]["ci_high"]
+    # every fold with one class: the pooled value, said in a warning
+    one_class = pred.assign(y_true=(pred["fold"] % 2).astype(int))
+    with caplog.at_level("WARNING", logger="metasig.metrics"):
+        out = mm.bootstrap_ci(one_class, fn, 200, 0)
+    assert out["roc_auc"]["folds_used"] == 0
+    assert out["roc_auc"]["estimate"] == out["roc_auc"]["pooled"] == pytest.approx(skm.roc_auc_score(one_class["y_true"], one_class["score"]))
+    assert np.isfinite(out["roc_auc"]["ci_low"])
+    assert "roc_auc is undefined in every one of 4 folds" in caplog.text

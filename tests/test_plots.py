@@ -142,7 +142,7 @@ def test_roc_pr_binary_and_multiclass(tmp_path):
     out = plots.roc_pr_plot({"ALL · xgboost": binary_predictions(), "weak": binary_predictions(signal=0.2, seed=5)},
                             tmp_path / "roc.svg", "binary")
     legend = [t for t in svg_texts(assert_svg(out)) if "AUC" in t]
-    assert len(legend) == 2 and legend[0].startswith("ALL · xgboost (AUC ")
+    assert len(legend) == 2 and legend[0].startswith("ALL · xgboost (pooled AUC ")
     out = plots.roc_pr_plot({"ALL · rf": multiclass_predictions()}, tmp_path / "roc_mc.svg", "multiclass")
     assert_svg(out)
 
