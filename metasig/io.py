@@ -3,6 +3,7 @@
 Every write is atomic (temp file + rename) so a failed step never leaves a half-written output.
 """
 
+import errno
 import hashlib
 import json
 import os
@@ -26,14 +27,22 @@ def atomic_path(path):
     """Yield a temp path beside `path`; rename it into place only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes files private; outputs are shared as usual
         os.replace(tmp, path)
+    except OSError as exc:
+        # pyarrow reports a full disk as an OSError without errno, in its message only
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT) and "No space left" not in str(exc):
+            raise
+        # a bare "No space left on device" does not say which disk: name the file being written
+        raise OSError(exc.errno or errno.ENOSPC, f"no space left on the device (or over quota) while writing {path}: "
+                      "free some space there, or point the workflow at a larger disk", str(path)) from exc
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
 
 
@@ -107,4 +116,6 @@ def write_sheet(sheet: pd.DataFrame, path):
 
 
 def read_sheet(path) -> pd.DataFrame:
-    return pd.read_csv(path, sep="\t", dtype={"sample": str}, keep_default_na=True)
+    # Only an empty cell is missing (write_sheet writes NaN as ""): 'NA', 'None', 'null' are text,
+    # so a sample called NA or a class called None is never turned into a missing value.
+    return pd.read_csv(path, sep="\t", dtype={"sample": str}, keep_default_na=False, na_values=[""])

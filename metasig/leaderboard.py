@@ -56,7 +56,9 @@ def leaderboard(metrics_docs, gate_rows=None) -> pd.DataFrame:
     for doc in docs:
         key = tuple(str(doc.get(k)) for k in ID_COLUMNS)
         row = {k: doc.get(k) for k in ID_COLUMNS}
-        row.update(kind=doc.get("kind"), n_samples=doc.get("n_samples"), n_features=doc.get("n_features"))
+        # n_left_out: samples of the dataset the task could not use (missing label, time, event)
+        row.update(kind=doc.get("kind"), n_samples=doc.get("n_samples"), n_left_out=doc.get("n_left_out"),
+                   n_features=doc.get("n_features"))
         for metric in metrics:
             row[metric] = _value(doc.get("metrics"), metric, "estimate")
             row[f"{metric}_ci_low"] = _value(doc.get("metrics"), metric, "ci_low")
@@ -75,7 +77,7 @@ def leaderboard(metrics_docs, gate_rows=None) -> pd.DataFrame:
         row["no_signal"] = _bool_or_na(gate.get("no_signal")) if gate else pd.NA
         rows.append(row)
 
-    columns = (ID_COLUMNS + ["kind", "n_samples", "n_features"]
+    columns = (ID_COLUMNS + ["kind", "n_samples", "n_left_out", "n_features"]
                + [f"{m}{s}" for m in metrics for s in ("", "_ci_low", "_ci_high", "_pooled")
                   if s != "_pooled" or m in pooled]
                + [f"permuted_{m}{s}" for m in metrics for s in ("", "_ci_low", "_ci_high")]

@@ -212,6 +212,18 @@ def _ci(block, metric):
                  for k in ("estimate", "ci_low", "ci_high"))
 
 
+def sample_note(doc):
+    """'\n(n = 40 samples; 3 left out: missing her2 3)' from a metrics.json, so the report shows how
+    many samples each task used and how many it could not use, and why."""
+    if not doc or doc.get("n_samples") is None:
+        return ""
+    note = f"n = {doc['n_samples']} samples"
+    if doc.get("n_left_out") is not None:
+        reasons = ", ".join(f"{k} {v}" for k, v in (doc.get("left_out") or {}).items())
+        note += f"; {doc['n_left_out']} left out" + (f": {reasons}" if reasons else "")
+    return f"\n({note})"
+
+
 @_styled
 def leaderboard_plot(metrics_docs, gate_rows_df, path, metric, threshold=None, gate=None):
     """Forest plot: one row per group x model with the metric's estimate and 95% CI, the permuted
@@ -225,6 +237,7 @@ def leaderboard_plot(metrics_docs, gate_rows_df, path, metric, threshold=None, g
     first = docs[0] if docs else {}
     where = " / ".join(str(first[k]) for k in ("dataset", "task") if k in first)
     title = f"{where}: {metric} by gene group and model" if where else f"{metric} by gene group and model"
+    title += sample_note(first)
     if not docs:
         return _empty(path, title, "no trained models to show")
     passed, table_threshold, bound = _gate_lookup(gate_rows_df)

@@ -45,6 +45,8 @@ class DESeq2VST(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     Counts are rounded to integers first (Salmon/tximport give estimated counts).
     """
 
+    _method = "vst"  # the config's name for it, so messages name the method the user chose
+
     def __init__(self, fit_type="parametric"):
         self.fit_type = fit_type
 
@@ -110,7 +112,7 @@ class DESeq2VST(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         bad = ~np.isfinite(sf) | (sf <= 0)
         if bad.any():
             raise ValueError(
-                f"DESeq2VST: sample row {int(np.flatnonzero(bad)[0])} has no counts in any of the "
+                f"{self._method} normalization: sample row {int(np.flatnonzero(bad)[0])} has no counts in any of the "
                 f"{int(self.reference_genes_.sum())} reference genes; cannot compute its size factor"
             )
         return sf
@@ -128,7 +130,7 @@ class DESeq2VST(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         X = validate_data(self, X, reset=reset, dtype=np.float64, ensure_all_finite=True)
         if (X < 0).any():
             raise ValueError(
-                "DESeq2VST needs raw non-negative counts; found negative values. Covariates must "
+                f"{self._method} normalization needs raw non-negative counts; found negative values. Covariates must "
                 "bypass VST (make_preprocessing(..., covariates=[...])), and log-scale data should "
                 "use normalization 'none'"
             )
@@ -141,6 +143,8 @@ class MedianOfRatiosLog2(DESeq2VST):
     The size factors correct library size *and* composition: when a few genes take a larger share
     of the reads, CPM pushes every other gene down, median-of-ratios does not. No dispersion fit,
     so it is cheap enough to refit in every fold and grid point."""
+
+    _method = "deseq2"
 
     def __init__(self):
         pass

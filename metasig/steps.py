@@ -96,22 +96,30 @@ def feature_frame(matrix_in, samples_in, groups_in, group, task_cfg, covariates,
 
 def class_names(sheet, task_cfg):
     """Binary tasks: [negative, positive] label names as written in the sample sheet."""
+    from metasig.tasks import _cells
+    from metasig.sources.labels import _text
+
     if task_cfg["type"] != "binary":
         return None
-    positive = str(task_cfg["positive"])
-    others = sorted(set(sheet[task_cfg["label"]].dropna().astype(str)) - {positive})
+    positive = _text(task_cfg["positive"])
+    others = sorted(set(_cells(sheet, task_cfg["label"], task_cfg).dropna()) - {positive})
     return [others[0] if len(others) == 1 else f"not {positive}", positive]
 
 
 def train(matrix_in, samples_in, groups_in, outdir, identity, task_cfg, model_cfg, cv, preprocessing, normalization, covariates, seed):
     from metasig import train as training
 
+    from metasig.tasks import left_out, left_out_text
+
     X, y, classes, subset = feature_frame(matrix_in, samples_in, groups_in, identity["group"], task_cfg, covariates, normalization)
     if normalization in IN_FOLD and subset is None:
         normalization = "none"  # a group of covariates only: there are no counts to transform
-    log.info("%s: %d samples x %d features", ".".join(identity.values()), *X.shape)
+    # samples the task cannot use are counted and named, never dropped silently
+    left = left_out(io.read_sheet(samples_in), task_cfg, samples_in)
+    log.info("%s: %d samples x %d features; %s", ".".join(identity.values()), *X.shape, left_out_text(left))
     result = training.train(X, y, task_cfg, model_cfg, cv, preprocessing, normalization, seed, classes, covariates, subset)
-    training.write_outputs(result, outdir, {**identity, "kind": task_cfg["type"], "model_kind": model_cfg["kind"], "seed": seed, "cv": cv}, list(X.columns))
+    training.write_outputs(result, outdir, {**identity, "kind": task_cfg["type"], "model_kind": model_cfg["kind"], "seed": seed, "cv": cv},
+                           list(X.columns), left_out=left)
 
 
 def gate(metrics_files, gate_cfg, gate_out):
@@ -202,10 +210,15 @@ def plot_task(figure, metrics_files, prediction_files, importance_files, gate_fi
 # ---- reads -----------------------------------------------------------------------------------
 
 
-def validate_reads(units_table, table_out, workers=1):
-    """Every FASTQ read to its end and mates paired, every BAM sorted and indexed, before any tool."""
+def validate_reads(units_table, table_out, workers=1, transcripts=None):
+    """Every FASTQ read to its end and mates paired, every BAM sorted and indexed, and the
+    transcriptome's IDs found in the transcript -> gene map (`transcripts`: transcriptome + tx2gene
+    or gtf paths), before any tool."""
     from metasig.reads import validate
 
+    if transcripts:
+        found = validate.check_transcript_ids(**transcripts)
+        log.info("transcriptome: %d transcript(s), %d without a gene in the map", found["transcripts"], found["unmatched"])
     stats = validate.check_units(units_table, workers=workers)
     for bam in units_table.get("bam", pd.Series(dtype=str)).dropna():
         validate.check_bam(bam)

@@ -92,6 +92,19 @@ def _finished_run(client, experiment_id, entry):
     return runs[0] if runs else None
 
 
+def _end_orphans(client, experiment_id, entry):
+    """Runs of this exact version left RUNNING by an attempt that was killed midway: mark them FAILED
+    so the tracking UI never shows a run that looks alive; the version is then logged afresh."""
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=(f"tags.metasig_name = '{entry['name']}' and tags.{VERSION_TAG} = '{entry['version']}'"
+                       " and attributes.status = 'RUNNING'"),
+    )
+    for run in runs:
+        client.set_terminated(run.info.run_id, status="FAILED")
+    return len(runs)
+
+
 def log_to_mlflow(index_entries, registry_root, tracking_uri, experiment="metasig", artifact_root=None):
     """Log each registry entry as an MLflow run + model version; return [(name, mlflow_version)].
 
@@ -133,17 +146,22 @@ def log_to_mlflow(index_entries, registry_root, tracking_uri, experiment="metasi
             doc = read_json(folder / METRICS)
             tags = {"metasig_name": entry["name"], VERSION_TAG: version, "gate": str(entry.get("gate", ""))[:5000]}
 
+            _end_orphans(client, experiment_id, entry)
             run = _finished_run(client, experiment_id, entry)
             if run is None:
                 run = client.create_run(experiment_id, run_name=f"{entry['name']}@{version}", tags=tags)
                 run_id = run.info.run_id
-                client.log_batch(
-                    run_id,
-                    metrics=[Metric(k, v, 0, 0) for k, v in _metrics(doc).items()],
-                    params=[Param(k, v) for k, v in _params(entry, doc).items()],
-                    tags=[RunTag("mlflow.note.content", f"Gate: {tags['gate']}")],
-                )
-                client.log_artifacts(run_id, str(folder), artifact_path="model")
+                try:
+                    client.log_batch(
+                        run_id,
+                        metrics=[Metric(k, v, 0, 0) for k, v in _metrics(doc).items()],
+                        params=[Param(k, v) for k, v in _params(entry, doc).items()],
+                        tags=[RunTag("mlflow.note.content", f"Gate: {tags['gate']}")],
+                    )
+                    client.log_artifacts(run_id, str(folder), artifact_path="model")
+                except BaseException:  # an error (not a kill -9, which the rerun cleans up) ends it FAILED
+                    client.set_terminated(run_id, status="FAILED")
+                    raise
                 client.set_terminated(run_id)
                 run = client.get_run(run_id)
             try:

@@ -121,10 +121,12 @@ def permuted_control(pipeline, grid, X, y, kind, cv, seed):
     return pd.concat(runs, ignore_index=True)
 
 
-def write_outputs(result: TrainResult, outdir, identity: dict, features):
+def write_outputs(result: TrainResult, outdir, identity: dict, features, left_out=None):
     """Write the job folder. identity: dataset, task, group, model, kind, model_kind (other keys,
     such as seed and cv, are ignored: metrics.json records the seed and CV settings the result was
-    computed with). `features` must be the ordered columns the model was trained on."""
+    computed with). `features` must be the ordered columns the model was trained on. `left_out`:
+    {reason: [samples]} the task could not use (metasig.tasks.left_out); metrics.json records
+    their count per reason and in all, for the leaderboard and the report."""
     from metasig.artifacts import save_artifact
 
     outdir = Path(outdir)
@@ -136,6 +138,8 @@ def write_outputs(result: TrainResult, outdir, identity: dict, features):
         **{k: identity[k] for k in ("dataset", "task", "group", "model", "model_kind")},
         "kind": kind,
         "n_samples": int(result.n_samples),
+        "n_left_out": sum(len(v) for v in (left_out or {}).values()),
+        "left_out": {reason: len(ids) for reason, ids in (left_out or {}).items()},
         "n_features": int(result.n_features or len(features)),
         "features": features,  # the model's inputs, in order
         "metrics": result.metrics,

@@ -2,6 +2,18 @@
 # load_dataset), or BAM -> featureCounts; MultiQC and a mapping QC table on the side.
 
 
+def transcript_files(wildcards):
+    """The transcriptome and its transcript -> gene map, checked against each other with the reads."""
+    ds = config["datasets"][wildcards.dataset]
+    if ds["source"] == "simulated":
+        folder = f"results/{wildcards.dataset}/simulated"
+        return {"transcriptome": f"{folder}/transcriptome.fa.gz", "tx2gene": f"{folder}/tx2gene.tsv"}
+    if ds["source"] != "fastq":
+        return {}
+    key = "tx2gene" if ds.get("tx2gene") else "gtf"
+    return {"transcriptome": ds["transcriptome"], key: ds[key]}
+
+
 rule validate_reads:
     input:
         lambda wildcards: [
@@ -10,6 +22,7 @@ rule validate_reads:
             if col in units(wildcards.dataset)
             for f in units(wildcards.dataset)[col].dropna()
         ],
+        transcripts=lambda wildcards: list(transcript_files(wildcards).values()),
     output:
         "results/{dataset}/qc/validated_units.tsv",
     log:
@@ -21,6 +34,7 @@ rule validate_reads:
     threads: 4
     params:
         units=lambda wildcards: units(wildcards.dataset),
+        transcripts=transcript_files,
     script:
         "../scripts/validate_reads.py"
 
@@ -81,6 +95,8 @@ rule fastp_se:
 rule salmon_index:
     input:
         transcriptome_path,
+        # the transcriptome's IDs are checked against the gene map before salmon indexes it
+        validated="results/{dataset}/qc/validated_units.tsv",
     output:
         directory("results/{dataset}/salmon/index"),
     log:

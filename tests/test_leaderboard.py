@@ -34,7 +34,7 @@ def test_columns_rows_and_sorting():
     docs, gates = frames()
     lb = leaderboard(docs, gates)
     assert len(lb) == 5
-    assert list(lb.columns[:7]) == ["dataset", "task", "group", "model", "kind", "n_samples", "n_features"]
+    assert list(lb.columns[:8]) == ["dataset", "task", "group", "model", "kind", "n_samples", "n_left_out", "n_features"]
     cols = list(lb.columns)
     assert cols.index("roc_auc") < cols.index("roc_auc_ci_low") < cols.index("roc_auc_ci_high")
     assert cols.index("ibs_ci_high") < cols.index("permuted_roc_auc") < cols.index("gate_passed")

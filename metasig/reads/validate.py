@@ -340,6 +340,7 @@ def _check_start(path, where):
         if magic.startswith(signature[:4]):
             raise InputError(where, "(file)", f"compressed with {name}; FASTQ must be plain text or gzip")
     head = magic[:1]
+    _check_gzip_name(path, where, magic)
     if magic[:2] == b"\x1f\x8b":
         try:
             with gzip.open(path, "rb") as handle:
@@ -352,6 +353,61 @@ def _check_start(path, where):
         raise InputError(where, "(file)", "this is FASTA (starts with '>'), not FASTQ: reads need quality strings")
     if head != b"@":
         raise InputError(where, "(file)", f"record 1: does not start with '@' (first byte {head!r}); not a FASTQ file")
+
+
+def _check_gzip_name(path, where, magic):
+    """A name ending in .gz promises gzip: tools that trust the name (salmon, fastp) would fail later."""
+    if Path(path).name.lower().endswith(".gz") and magic[:2] != b"\x1f\x8b":
+        raise InputError(where, "(file)", "the name ends in .gz but the file is not gzip-compressed; "
+                         "compress it with gzip, or drop the .gz from its name (and from the sheet)")
+
+
+# ---- transcriptome and transcript -> gene map --------------------------------------------------
+
+MAX_UNMATCHED = 0.1  # share of FASTA transcripts without a gene in the map that is still accepted
+
+
+def fasta_ids(path) -> list:
+    """Record IDs (first word of each '>' header) of a FASTA file, plain or gzip."""
+    path, where = Path(path), str(path)
+    if not path.is_file():
+        raise InputError(where, "(file)", "transcriptome FASTA not found")
+    with open(path, "rb") as handle:
+        magic = handle.read(2)
+    _check_gzip_name(path, where, magic)
+    try:
+        with pysam.FastxFile(str(path)) as records:
+            ids = [record.name for record in records]
+    except (OSError, ValueError) as exc:
+        raise InputError(where, "(file)", f"cannot be read as FASTA: {exc}") from exc
+    if not ids:
+        raise InputError(where, "(file)", "no FASTA records ('>' headers) in the transcriptome")
+    return ids
+
+
+def check_transcript_ids(transcriptome, tx2gene=None, gtf=None, max_unmatched=MAX_UNMATCHED):
+    """Transcriptome FASTA IDs and the transcript -> gene map must describe the same transcripts,
+    checked before salmon runs: otherwise tximport finds no gene for the quantified transcripts
+    after hours of work. Raises InputError naming both files and a few IDs; returns the counts."""
+    from metasig.reads.quant import _VERSION, tx2gene_table
+
+    ids = fasta_ids(transcriptome)
+    mapping = tx2gene if tx2gene is not None else gtf
+    mapped = set(tx2gene_table(tx2gene_tsv=tx2gene, gtf=gtf)["transcript"])
+    unmatched = [i for i in ids if i not in mapped]
+    if len(unmatched) > max_unmatched * len(ids):
+        hint = ""
+        if any("|" in i for i in unmatched[:100]):
+            hint = "; the FASTA headers hold '|'-separated fields (GENCODE style): cut them to the transcript ID"
+        elif {_VERSION.sub("", i) for i in unmatched[:100]} & {_VERSION.sub("", m) for m in mapped}:
+            hint = "; they match once version suffixes (.N) are ignored: use the map and the FASTA of the same release"
+        share = (f"none of the transcriptome's {len(ids)} IDs is" if len(unmatched) == len(ids)
+                 else f"{len(unmatched)} of the transcriptome's {len(ids)} IDs are not")
+        raise InputError(transcriptome, "transcript IDs",
+                         f"{share} in the transcript-to-gene map {mapping} "
+                         f"(more than {max_unmatched:.0%} unmatched; e.g. FASTA {_few(unmatched, 3)}; map "
+                         f"{_few(sorted(mapped)[:3], 3)}){hint}")
+    return {"transcripts": len(ids), "unmatched": len(unmatched)}
 
 
 def check_fastq(path, min_length=1) -> dict:

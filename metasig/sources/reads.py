@@ -25,6 +25,9 @@ def load(dataset_cfg: dict, reads: dict):
     sheet = read_sample_sheet(reads["samples"])
     qc = pd.read_csv(reads["qc"], sep="\t", dtype={"sample": str})
     matrix, sheet = quant.apply_exclusion(matrix, sheet, qc, qc_file=reads["qc"])
+    from metasig.sources import check_library  # the package imports this module
+
+    check_library(matrix, dataset_cfg, "counts", f"{dataset_cfg['source']} quantification ({reads['qc']})")
     meta = {
         "source": dataset_cfg["source"],
         "unit": "counts",
