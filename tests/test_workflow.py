@@ -41,7 +41,7 @@ def small_run(tmp_path_factory):
 
 def test_small_study_produces_every_output(small_run):
     board = pd.read_csv(small_run / "results" / "leaderboard.tsv", sep="\t")
-    assert len(board) == 2 * 2 + 1 * 2
+    assert len(board) == 2 * 2 + 1 * 2 + 1  # wdbc, gse7390, wdbc_counts
     for column in ("roc_auc", "roc_auc_ci_low", "roc_auc_ci_high", "accuracy", "permuted_roc_auc", "c_index", "gate_passed", "gate_reason"):
         assert column in board.columns, column
     wdbc = board[board.dataset == "wdbc"]
@@ -106,22 +106,35 @@ def test_metasig_serve_answers_for_the_models_the_workflow_registered(small_run)
                 time.sleep(0.2)
         assert server.poll() is None, server.stderr.read()
         index = json.loads((small_run / "results" / "registry" / "index.json").read_text())
-        listed = {m["name"] for m in requests.get(f"{url}/v2/models", timeout=10).json()["models"]}
-        assert listed == {m["name"] for m in index["models"]}
+        listed = {m["name"]: m for m in requests.get(f"{url}/v2/models", timeout=10).json()["models"]}
+        assert set(listed) == {m["name"] for m in index["models"]}
+        # wdbc_counts: in-fold DESeq2 on every column, then a gene group, then the scaler
+        assert "wdbc_counts.malignancy.size.elasticnet" in listed
 
-        name = "wdbc.malignancy.ALL.xgboost"
-        meta = requests.get(f"{url}/v2/models/{name}", timeout=30).json()
-        features = [i["name"] for i in meta["inputs"]]
-        matrix = pd.read_parquet(small_run / "results" / "wdbc" / "normalized.parquet")
-        rows = matrix[features].iloc[:5]
-        body = {"inputs": [{"name": f, "shape": [len(rows)], "datatype": "FP64", "data": rows[f].tolist()}
-                           for f in features]}
-        answer = requests.post(f"{url}/v2/models/{name}/infer", json=body, timeout=30).json()
-        served = {o["name"]: o for o in answer["outputs"]}
-        probabilities = np.asarray(served["probabilities"]["data"]).reshape(len(rows), -1)
-        entry = next(m for m in index["models"] if m["name"] == name and m["version"] == index["latest"][name])
-        expected = load_artifact(small_run / "results" / "registry" / entry["path"]).predict_proba(rows)
-        np.testing.assert_allclose(probabilities, expected.to_numpy(), rtol=1e-12)
+        for entry in index["models"]:  # every registered model and version, through HTTP
+            name, version = entry["name"], entry["version"]
+            artifact = load_artifact(small_run / "results" / "registry" / entry["path"])
+            assert listed[name]["n_features"] == len(artifact.features), name
+            rows = _input_rows(small_run, entry["dataset"], artifact.features)
+            body = {"inputs": [{"name": f, "shape": [len(rows)], "datatype": "FP64", "data": rows[f].tolist()}
+                               for f in artifact.features]}
+            answer = requests.post(f"{url}/v2/models/{name}/versions/{version}/infer", json=body, timeout=60)
+            assert answer.status_code == 200, (name, answer.text)
+            served = {o["name"]: np.asarray(o["data"]) for o in answer.json()["outputs"]}
+            if artifact.task_kind == "survival":
+                np.testing.assert_allclose(served["risk"], artifact.predict_risk(rows).to_numpy(), rtol=1e-12)
+            else:
+                expected = artifact.predict_proba(rows).to_numpy()
+                np.testing.assert_allclose(served["probabilities"].reshape(expected.shape), expected, rtol=1e-12)
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def _input_rows(run, dataset, features, n=5):
+    """n samples' values of `features`: genes from the dataset's matrix, covariates from its sheet."""
+    matrix = pd.read_parquet(run / "results" / dataset / "normalized.parquet")
+    sheet = pd.read_csv(run / "results" / dataset / "samples.tsv", sep="\t").set_index("sample")
+    sheet.index = sheet.index.astype(str)
+    table = matrix.join(sheet[[c for c in sheet.columns if c not in matrix.columns]])
+    return table[features].apply(pd.to_numeric, errors="coerce").dropna().iloc[:n]
