@@ -51,8 +51,8 @@ def test_profile_names_real_rules_and_placeholders_only(name):
 def test_dry_run_bundles_training_and_preparation(name):
     out = dry_run("--profile", f"profiles/{name}")
     groups = re.findall(r"Group job (\S+) \(jobs", out)
-    # small.yaml: 2 datasets -> 2 prep bundles; 6 models -> 1 bundle (2 with GPU: 3 XGBoost)
-    expected = ["prep", "prep", "train"] + (["train_gpu"] if name == "slurm-gpu" else [])
+    # small.yaml: 3 datasets -> 3 prep bundles; 7 models -> 1 bundle (2 with GPU: 3 XGBoost)
+    expected = ["prep", "prep", "prep", "train"] + (["train_gpu"] if name == "slurm-gpu" else [])
     assert sorted(groups) == expected
     assert "slurm_partition=cpu" in out
 
@@ -62,7 +62,7 @@ def test_gpu_profile_routes_only_xgboost_to_the_gpu_rule():
     gpu_jobs = re.findall(r"rule train_gpu:\n(?:.*\n)*?\s+wildcards: .*model=(\w+)", out)
     cpu_jobs = re.findall(r"rule train:\n(?:.*\n)*?\s+wildcards: .*model=(\w+)", out)
     assert sorted(gpu_jobs) == ["xgboost", "xgboost", "xgboost_cox"]
-    assert sorted(cpu_jobs) == ["coxph", "elasticnet", "elasticnet"]
+    assert sorted(cpu_jobs) == ["coxph", "elasticnet", "elasticnet", "elasticnet"]
     for line in job_resources(out, "train_gpu"):
         assert "gpu=1" in line and "slurm_partition=gpu" in line, line
     for line in job_resources(out, "train"):
