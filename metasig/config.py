@@ -1,6 +1,10 @@
 """Configuration: schema validation with messages that name the field, semantic checks, and the
 helpers the Snakefile uses to enumerate jobs. Everything here runs before any job starts."""
 
+import difflib
+import functools
+import re
+import sys
 from copy import deepcopy
 from pathlib import Path
 
@@ -52,6 +56,27 @@ def _field(path):
     return ".".join(str(p) for p in path) or "(top level)"
 
 
+NAME_RULE = ("names are used in file paths and model names, so they may hold only letters, digits, "
+             "'_' and '-' (no spaces, dots, colons or slashes)")
+
+
+def _plain(error):
+    """A jsonschema error in plain words: (field path, message)."""
+    path = list(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        known = sorted(error.schema.get("properties", {}))
+        unknown = [k for k in error.instance if k not in known]
+        if unknown:
+            close = difflib.get_close_matches(str(unknown[0]), known, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            return _field(path + [unknown[0]]), f"unknown key '{unknown[0]}' (allowed here: {', '.join(known)}){hint}"
+    if error.validator == "pattern" and error.validator_value == load_schema()["$defs"]["name"]["pattern"]:
+        # a propertyNames error points at the mapping; name the offending key itself
+        where = path if path and path[-1] == error.instance else path + [error.instance]
+        return _field(where), f"{error.instance!r} is not a valid name: {NAME_RULE}"
+    return _field(path), error.message
+
+
 def check_schema(config, config_file="config"):
     """Validate against the JSON schema; raise InputError naming the deepest offending field."""
     validator = jsonschema.Draft202012Validator(load_schema())
@@ -60,17 +85,28 @@ def check_schema(config, config_file="config"):
         # oneOf/anyOf errors are vague; their most specific sub-error says more.
         while error.context:
             error = jsonschema.exceptions.best_match(error.context)
-        raise InputError(config_file, _field(error.absolute_path), error.message)
+        raise InputError(config_file, *_plain(error))
+
+
+def read_yaml(path):
+    """A YAML file's content; a syntax error names the file, line and column (Snakemake's own
+    message for a --configfile names none of them)."""
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
+        problem = " ".join(str(p) for p in (getattr(exc, "context", None), getattr(exc, "problem", None)) if p) or str(exc)
+        start = getattr(exc, "context_mark", None)
+        if start and mark and start.line != mark.line:
+            problem += f" (the construct began at line {start.line + 1}, column {start.column + 1})"
+        raise InputError(path, where, f"not valid YAML: {problem}") from exc
 
 
 def load(path):
     """Read, validate and check a config file; return it with defaults filled in."""
-    path = Path(path)
-    try:
-        config = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise InputError(path, "(file)", f"not valid YAML: {exc}") from exc
-    return check(config, path)
+    return check(read_yaml(path), path)
 
 
 def check(config, config_file="config", base_dir="."):
@@ -81,6 +117,7 @@ def check(config, config_file="config", base_dir="."):
     config = deepcopy(config)
     base = Path(base_dir)
     models = config["models"]
+    check_model_parameters(models, config_file)
     for dname, dataset in config["datasets"].items():
         where = f"datasets.{dname}"
         for key in ("matrix", "samples", "units", "transcriptome", "tx2gene", "gtf"):
@@ -89,7 +126,7 @@ def check(config, config_file="config", base_dir="."):
         for gname, group in dataset["gene_groups"].items():
             if isinstance(group, dict) and not (base / group["gmt"]).is_file():
                 raise InputError(config_file, f"{where}.gene_groups.{gname}.gmt", f"file not found: {group['gmt']}")
-        groups = group_names(config, dname, base_dir)
+        groups = group_names(config, dname, base_dir, config_file)
         for tname, task in dataset["tasks"].items():
             twhere = f"{where}.tasks.{tname}"
             for mname in task["models"]:
@@ -109,37 +146,131 @@ def check(config, config_file="config", base_dir="."):
     return config
 
 
+def check_model_parameters(models, config_file="config"):
+    """Every `params`/`search` key must be a parameter the model kind accepts: a typo would
+    otherwise fail every training job, or worse, be ignored."""
+    if not any(m.get("params") or m.get("search") for m in models.values()):
+        return  # nothing to check, and no need to import scikit-learn while Snakemake parses
+    from metasig.models import accepted_parameters
+
+    for mname, model in models.items():
+        for section in ("params", "search"):
+            accepted = accepted_parameters(model["kind"])[section]
+            for key in model.get(section) or {}:
+                if key not in accepted:
+                    close = difflib.get_close_matches(key, accepted, n=1)
+                    hint = f"; did you mean '{close[0]}'?" if close else ""
+                    raise InputError(config_file, f"models.{mname}.{section}.{key}",
+                                     f"unknown parameter for model kind {model['kind']}{hint} (accepted: {', '.join(accepted)})")
+
+
 # ---- helpers for the Snakefile -------------------------------------------------------------
 
 
-def read_gmt(path):
-    """GMT: one set per line, name<TAB>description<TAB>gene<TAB>gene..."""
-    sets = {}
-    for line in Path(path).read_text().splitlines():
+GMT_FORMAT = "one gene set per line: name<TAB>description<TAB>gene<TAB>gene..."
+
+
+@functools.lru_cache(maxsize=32)
+def _parse_gmt(path, _stamp):
+    """Sets of a GMT file as ((name, safe name, genes), ...); cached per (path, mtime, size) because the
+    Snakefile asks for a dataset's groups many times while it builds the DAG."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(path, "(file)", f"not UTF-8 text ({exc.reason} at byte {exc.start}); save the GMT file as UTF-8") from exc
+    sets, seen = [], {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        if "\t" not in line:
+            raise InputError(path, f"line {number}", f"not tab-separated (a GMT file has {GMT_FORMAT}; "
+                             "spaces or commas do not separate fields)")
         fields = [f.strip() for f in line.split("\t")]
-        if len(fields) >= 2 and fields[0]:
-            sets[fields[0]] = [g for g in fields[2:] if g]
-    return sets
+        name = fields[0]
+        if not name:
+            raise InputError(path, f"line {number}", "the gene set has no name (the first field is empty)")
+        if name in seen:
+            raise InputError(path, f"line {number}", f"gene set '{name}' is defined twice (lines {seen[name]} and {number})")
+        seen[name] = number
+        sets.append((name, tuple(g for g in fields[2:] if g)))
+    if not sets:
+        raise InputError(path, "(file)", f"the GMT file is empty; expected {GMT_FORMAT}")
+    taken, out = set(), []
+    for name, genes in sets:  # safe names in file order, so suffixes do not depend on `sets:`
+        safe = safe_name(name, taken)
+        taken.add(safe)
+        out.append((name, safe, genes))
+    return tuple(out)
 
 
-def expanded_groups(config, dataset, base_dir="."):
-    """Gene groups of a dataset with GMT entries expanded: name -> 'ALL' or a list of genes."""
-    out = {}
-    for gname, group in config["datasets"][dataset]["gene_groups"].items():
-        if isinstance(group, dict):
-            sets = read_gmt(Path(base_dir) / group["gmt"])
-            wanted = group.get("sets", list(sets))
-            for name in wanted:
-                if name not in sets:
-                    raise InputError(group["gmt"], name, "gene set not found in this GMT file")
-                out[name] = sets[name]
-        else:
-            out[gname] = group
+def _gmt(path):
+    path = Path(path)
+    stat = path.stat()
+    return _parse_gmt(str(path), (stat.st_mtime_ns, stat.st_size))
+
+
+def read_gmt(path):
+    """GMT: one set per line, name<TAB>description<TAB>gene<TAB>gene... -> {name: [genes]}.
+    An empty file, a line without tabs or a repeated set name is an InputError naming the file."""
+    return {name: list(genes) for name, _, genes in _gmt(path)}
+
+
+def safe_name(name, taken=()):
+    """A set name usable as a group name (letters, digits, '_' and '-'): real GO, Reactome and
+    WikiPathways names hold spaces, colons and slashes. Runs of other characters become '_',
+    long names are cut (they end up in file paths), and a clash gets a numeric suffix."""
+    base = re.sub(r"[^A-Za-z0-9_-]+", "_", str(name)).strip("_")[:100] or "set"
+    out, n = base, 1
+    while out in taken:
+        n += 1
+        out = f"{base}_{n}"
     return out
 
 
-def group_names(config, dataset, base_dir="."):
-    return list(expanded_groups(config, dataset, base_dir))
+def _expand(config, dataset, base_dir=".", config_file="config"):
+    """(groups, originals): groups = name -> 'ALL' or a list of genes, with GMT entries expanded;
+    originals = group name -> the set's name as written in the GMT file, for renamed sets."""
+    groups, originals = {}, {}
+    where = f"datasets.{dataset}.gene_groups"
+    entries = config["datasets"][dataset]["gene_groups"]
+    inline = {g for g, spec in entries.items() if not isinstance(spec, dict)}
+    for gname, group in entries.items():
+        if not isinstance(group, dict):
+            groups[gname] = group
+            continue
+        parsed = _gmt(Path(base_dir) / group["gmt"])
+        sets = {name: list(genes) for name, _, genes in parsed}
+        safe = {name: gid for name, gid, _ in parsed}
+        by_safe = {gid: name for name, gid, _ in parsed}
+        for wanted in group.get("sets", list(sets)):
+            name = wanted if wanted in sets else by_safe.get(wanted)
+            if name is None:
+                raise InputError(group["gmt"], wanted, "gene set not found in this GMT file")
+            if not sets[name]:
+                raise InputError(group["gmt"], name, "the gene set lists no genes")
+            gid = safe[name]
+            if gid in groups or gid in inline:
+                raise InputError(config_file, f"{where}.{gname}",
+                                 f"gene set '{name}' of {group['gmt']} gives group name '{gid}', which another group of "
+                                 f"dataset '{dataset}' already has; rename one of them")
+            groups[gid] = sets[name]
+            if gid != name:
+                originals[gid] = name
+    return groups, originals
+
+
+def expanded_groups(config, dataset, base_dir=".", config_file="config"):
+    """Gene groups of a dataset with GMT entries expanded: name -> 'ALL' or a list of genes."""
+    return _expand(config, dataset, base_dir, config_file)[0]
+
+
+def group_originals(config, dataset, base_dir="."):
+    """Group name -> the GMT set name it was made from, for sets renamed to a safe name."""
+    return _expand(config, dataset, base_dir)[1]
+
+
+def group_names(config, dataset, base_dir=".", config_file="config"):
+    return list(expanded_groups(config, dataset, base_dir, config_file))
 
 
 def task_groups(config, dataset, task, base_dir="."):
@@ -195,3 +326,21 @@ def display_label(config, dataset):
     """The sample-sheet column to colour samples by in QC plots: the first task's label (or event)."""
     task = next(iter(config["datasets"][dataset]["tasks"].values()))
     return task["event"] if task["type"] == "survival" else task["label"]
+
+
+def main(argv=None):
+    """`python -m metasig.config FILE...`: check config files as the workflow would (Snakemake
+    reads a --configfile itself, and its YAML error names no line or column)."""
+    status = 0
+    for path in argv if argv is not None else sys.argv[1:]:
+        try:
+            load(path)
+            print(f"{path}: OK")
+        except InputError as exc:
+            print(exc, file=sys.stderr)
+            status = 1
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

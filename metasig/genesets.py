@@ -44,11 +44,13 @@ def resolve(groups, features, file="config", field_prefix="gene_groups"):
 
 
 def missing_report(resolved):
-    """One line per group for the log: how many genes are present and which are missing."""
+    """One line per group for the log: how many genes are present and which are missing (and the
+    set's name in its GMT file when it was renamed to a safe group name)."""
     lines = []
     for name, entry in resolved.items():
         n_genes, n_missing = len(entry["genes"]), len(entry["missing"])
-        line = f"{name}: {n_genes}/{n_genes + n_missing} genes present"
+        shown = f"{name} (GMT set '{entry['gmt_name']}')" if entry.get("gmt_name") else name
+        line = f"{shown}: {n_genes}/{n_genes + n_missing} genes present"
         if n_missing:
             line += f"; missing: {_few(entry['missing'], 20)}"
         lines.append(line)

@@ -389,6 +389,16 @@ def _sweep_members(seed):
     ]
 
 
+def accepted_parameters(kind):
+    """{"params": [...], "search": [...]}: the keys a model kind accepts in its config, so the
+    config check can name a typo before any job runs (build() enforces the same)."""
+    if kind == "linear_sweep":
+        members = _sweep_members(0)
+        return {"params": sorted({k for m in members for k in m.get_params(deep=False)}), "search": ["C", "alpha"]}
+    names = sorted(_estimator(kind, None, 0, 1)[0].get_params(deep=False))
+    return {"params": names, "search": names}
+
+
 def _check_names(est, keys, where):
     valid = est.get_params(deep=False)
     for key in keys:

@@ -88,8 +88,43 @@ def check_covariates(sheet, covariates, matrix_columns, tasks_cfg, sheet_file):
                              "encode it as numbers in the sample sheet")
 
 
-def check_dataset(matrix, sheet, dataset_cfg, matrix_file, sheet_file, min_per_class=2):
-    """All checks for one loaded dataset; returns None or raises InputError."""
+def _class_counts(sheet, task, sheet_file):
+    """Samples per stratum the folds are split on: each class as written, or for survival the
+    events (censored samples may be missing from a fold; events may not, or its C-index is undefined)."""
+    samples, y = tasks.target(sheet, task, sheet_file)
+    if task["type"] == "survival":
+        return {"events (event = 1)": int(np.asarray(y["event"], dtype=bool).sum())}
+    if task["type"] == "binary":  # classes as written in the sheet, as tasks.target names them
+        from metasig.sources.labels import _text
+
+        written = tasks._cells(sheet.set_index(sheet["sample"].astype(str)).loc[samples], task["label"], task)
+        positive, others = _text(task["positive"]), sorted(set(written[y == 0].dropna()))
+        negative = others[0] if len(others) == 1 else f"not {positive}"
+        return {positive: int((y == 1).sum()), negative: int((y == 0).sum())}
+    return {str(k): int(v) for k, v in pd.Series(y).value_counts().items()}
+
+
+def check_folds(sheet, task, folds, sheet_file, where):
+    """Stratified outer folds need every class in every test part, and the inner folds run on an
+    outer training part, which holds as few as n - ceil(n / k) samples of a class of n.
+    folds: {"outer_folds": k, "inner_folds": m}; where: the task's config path."""
+    k, m = int(folds["outer_folds"]), int(folds["inner_folds"])
+    column = task["event"] if task["type"] == "survival" else task["label"]
+    for name, n in _class_counts(sheet, task, sheet_file).items():
+        if n < k:
+            raise InputError(sheet_file, column, f"class '{name}' has {n} sample(s), fewer than outer_folds = {k} of task "
+                             f"{where}: some outer test folds would have none of it; set cv.outer_folds to at most "
+                             f"{n} (for all tasks, or in {where}.cv) or add samples")
+        smallest = n - -(-n // k)
+        if smallest < m:
+            fix = f"set cv.inner_folds to at most {smallest} or lower outer_folds" if smallest >= 2 else "lower outer_folds or add samples"
+            raise InputError(sheet_file, column, f"class '{name}' has {n} sample(s), so an outer training part ({k - 1} of "
+                             f"{k} folds) holds as few as {smallest}, fewer than inner_folds = {m} of task {where}; {fix}")
+
+
+def check_dataset(matrix, sheet, dataset_cfg, matrix_file, sheet_file, min_per_class=2, folds=None, where="dataset"):
+    """All checks for one loaded dataset; returns None or raises InputError.
+    folds: {task: {"outer_folds", "inner_folds"}} to check the classes against (None: skip)."""
     check_matrix(matrix, dataset_cfg.get("unit"), matrix_file)
     if "sample" not in sheet.columns:
         raise InputError(sheet_file, "sample", f"the sample sheet needs a 'sample' column (columns: {_few(sheet.columns, 10)})")
@@ -98,5 +133,7 @@ def check_dataset(matrix, sheet, dataset_cfg, matrix_file, sheet_file, min_per_c
     check_unique(sheet["sample"], sheet_file, "sample", "sample")
     check_same_samples(matrix.index, sheet["sample"], matrix_file, sheet_file)
     check_covariates(sheet, dataset_cfg.get("covariates"), matrix.columns, dataset_cfg.get("tasks"), sheet_file)
-    for task in (dataset_cfg.get("tasks") or {}).values():
+    for tname, task in (dataset_cfg.get("tasks") or {}).items():
         tasks.target(sheet, task, sheet_file, min_per_class=min_per_class)
+        if folds and tname in folds:
+            check_folds(sheet, task, folds[tname], sheet_file, f"{where}.tasks.{tname}")

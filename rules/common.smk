@@ -14,6 +14,7 @@ sys.path.insert(0, workflow.basedir)
 
 import metasig.config as mconfig
 import metasig.reads.layout as mreads
+import metasig.steps as msteps
 from metasig.reads.validate import read_units
 from metasig.sources.table import read_sample_sheet
 
@@ -24,6 +25,32 @@ validate(config, "../config/schemas/config.schema.yaml")  # also fills in defaul
 config = mconfig.check(config, CONFIG_FILE)
 
 JOBS = mconfig.jobs(config)
+
+
+def fold_settings(dataset):
+    """Per task, the fold counts its classes are checked against before any training."""
+    return {
+        task: {
+            k: mconfig.cv_settings(config, dataset, task)[k]
+            for k in ("outer_folds", "inner_folds")
+        }
+        for task in config["datasets"][dataset]["tasks"]
+    }
+
+
+# Every local dataset is read and checked while the DAG is built, before any job: a bad dataset
+# stops the run before another dataset's outputs are written (downloads are checked in their
+# load_dataset job). Cluster jobs re-parse this file; the main process has checked already.
+if workflow.is_main_process:
+    msteps.check_inputs(
+        {
+            d: (ds, mconfig.expanded_groups(config, d), fold_settings(d))
+            for d, ds in config["datasets"].items()
+        },
+        CONFIG_FILE,
+        config["cache"],
+        marker_dir=".snakemake/metasig",
+    )
 MODELS_ROOT = "results/models"
 MODEL_DIR = f"{MODELS_ROOT}/{{dataset}}/{{task}}/{{group}}/{{model}}"
 

@@ -17,6 +17,7 @@ rule load_dataset:
         cache=config["cache"],
         config_file=CONFIG_FILE,
         reads=lambda wildcards, input: read_inputs(wildcards.dataset, input),
+        folds=lambda wildcards: fold_settings(wildcards.dataset),
     script:
         "../scripts/load_dataset.py"
 
@@ -54,6 +55,7 @@ rule gene_groups:
         groups=lambda wildcards: mconfig.expanded_groups(config, wildcards.dataset),
         covariates=lambda wildcards: dataset_cfg(wildcards).get("covariates", []),
         config_file=CONFIG_FILE,
+        originals=lambda wildcards: mconfig.group_originals(config, wildcards.dataset),
     script:
         "../scripts/gene_groups.py"
 

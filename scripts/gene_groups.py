@@ -7,4 +7,5 @@ with steps.logged(snakemake.log[0]):
         snakemake.params.covariates,
         snakemake.output[0],
         snakemake.params.config_file,
+        originals=snakemake.params.originals,
     )

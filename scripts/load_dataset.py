@@ -10,4 +10,5 @@ with steps.logged(snakemake.log[0]):
         config_file=snakemake.params.config_file,
         groups=snakemake.params.groups,
         reads=snakemake.params.reads,
+        folds=snakemake.params.folds,
     )
