@@ -2,16 +2,7 @@
 # load_dataset), or BAM -> featureCounts; MultiQC and a mapping QC table on the side.
 
 
-def transcript_files(wildcards):
-    """The transcriptome and its transcript -> gene map, checked against each other with the reads."""
-    ds = config["datasets"][wildcards.dataset]
-    if ds["source"] == "simulated":
-        folder = f"results/{wildcards.dataset}/simulated"
-        return {"transcriptome": f"{folder}/transcriptome.fa.gz", "tx2gene": f"{folder}/tx2gene.tsv"}
-    if ds["source"] != "fastq":
-        return {}
-    key = "tx2gene" if ds.get("tx2gene") else "gtf"
-    return {"transcriptome": ds["transcriptome"], key: ds[key]}
+from metasig.reads.validate import transcript_inputs
 
 
 rule validate_reads:
@@ -22,7 +13,11 @@ rule validate_reads:
             if col in units(wildcards.dataset)
             for f in units(wildcards.dataset)[col].dropna()
         ],
-        transcripts=lambda wildcards: list(transcript_files(wildcards).values()),
+        transcripts=lambda wildcards: list(
+            transcript_inputs(
+                config["datasets"][wildcards.dataset], wildcards.dataset
+            ).values()
+        ),
     output:
         "results/{dataset}/qc/validated_units.tsv",
     log:
@@ -34,7 +29,9 @@ rule validate_reads:
     threads: 4
     params:
         units=lambda wildcards: units(wildcards.dataset),
-        transcripts=transcript_files,
+        transcripts=lambda wildcards: transcript_inputs(
+            config["datasets"][wildcards.dataset], wildcards.dataset
+        ),
     script:
         "../scripts/validate_reads.py"
 

@@ -69,6 +69,19 @@ def test_survival_time_na_text_says_how_to_mark_missing(tmp_path):
     assert left_out(sheet, task) == {"missing time": ["s4"]}
 
 
+def test_samples_dropped_for_a_missing_derived_label_are_named(caplog):
+    import logging
+
+    from metasig.sources.labels import derive_labels
+
+    sheet = pd.DataFrame({"sample": ["a", "b", "c"], "HER2": ["Positive", "Equivocal", "Negative"]})
+    spec = {"her2": {"column": "HER2", "map": {"Positive": "pos", "Negative": "neg", "Equivocal": None}, "missing": "drop"}}
+    with caplog.at_level(logging.INFO, logger="metasig"):
+        out = derive_labels(sheet, spec, "clinical.tsv")
+    assert list(out["sample"]) == ["a", "c"]
+    assert "label her2: samples dropped for a missing value: b" in caplog.text
+
+
 def _counts(n=24, genes=6, seed=0):
     rng = np.random.default_rng(seed)
     samples = [f"s{i:02d}" for i in range(n)]

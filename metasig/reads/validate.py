@@ -367,6 +367,18 @@ def _check_gzip_name(path, where, magic):
 MAX_UNMATCHED = 0.1  # share of FASTA transcripts without a gene in the map that is still accepted
 
 
+def transcript_inputs(dataset_cfg, dataset) -> dict:
+    """For the workflow: a reads dataset's transcriptome and transcript -> gene map, as keyword
+    arguments of `check_transcript_ids` ({} for sources without a transcriptome, such as bam)."""
+    if dataset_cfg["source"] == "simulated":
+        folder = f"results/{dataset}/simulated"
+        return {"transcriptome": f"{folder}/transcriptome.fa.gz", "tx2gene": f"{folder}/tx2gene.tsv"}
+    if dataset_cfg["source"] != "fastq":
+        return {}
+    key = "tx2gene" if dataset_cfg.get("tx2gene") else "gtf"
+    return {"transcriptome": dataset_cfg["transcriptome"], key: dataset_cfg[key]}
+
+
 def fasta_ids(path) -> list:
     """Record IDs (first word of each '>' header) of a FASTA file, plain or gzip."""
     path, where = Path(path), str(path)

@@ -112,6 +112,9 @@ def derive_labels(sheet: pd.DataFrame, labels_cfg: dict | None, file, *, config_
         log.info("label %s from %s:%s: %s; %d sample(s) without a value -> %s", name, file, column,
                  dict(out.loc[~empty, name].value_counts()), int(empty.sum()),
                  "dropped" if missing == MISSING_DROP else "left empty" if missing == MISSING_KEEP else repr(missing))
+        if missing == MISSING_DROP and empty.any() and "sample" in out.columns:
+            # removed from the dataset: name them, so no sample disappears without a trace
+            log.info("label %s: samples dropped for a missing value: %s", name, _few(out.loc[empty, "sample"]))
     if drop.any():
         out = out.loc[~drop]
     return out.reset_index(drop=True)
