@@ -148,7 +148,9 @@ def serving(registry, limits=None, **settings):
     from metasig.serve.server import uvicorn_config
 
     app = create_app(Settings(registry=str(registry), **settings))
-    sock = socket.socket()
+    # proto IPPROTO_TCP, as uvicorn's own sockets: asyncio sets TCP_NODELAY only then, and without
+    # it every keep-alive response waits ~40 ms for a delayed ACK
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn_config(app, **(limits or {})))
