@@ -19,7 +19,7 @@ def test_registry_without_index(tmp_path):
     assert "index.json not found" in str(exc.value.code)
 
 
-@pytest.mark.parametrize("option", ["--max-models=0", "--max-memory-mb=-1", "--max-body-mb=abc"])
+@pytest.mark.parametrize("option", ["--max-models=0", "--max-memory-mb=-1", "--max-body-mb=abc", "--max-connections=0"])
 def test_bad_limits_are_refused(tmp_path, capsys, option):
     (tmp_path / "index.json").write_text(json.dumps({"models": [], "latest": {}}))
     with pytest.raises(SystemExit) as exc:

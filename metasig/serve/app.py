@@ -148,7 +148,9 @@ def endpoint(fn):
             log.info("client went away during %s %s", request.method, request.url.path)
             return Response(status_code=CLIENT_GONE)
         except ProtocolError as exc:
-            return error(exc.status, exc.message)
+            # 408/413: the rest of the body was not read, so the connection cannot carry another request
+            unread = {"connection": "close"} if exc.status in (408, 413) else None
+            return error(exc.status, exc.message, headers=unread)
         except BadName as exc:
             return error(400, str(exc))
         except NotFound as exc:
@@ -190,7 +192,7 @@ async def server_metadata(server, request):
 @endpoint
 async def list_models(server, request):
     server._sync_index()
-    models = server.repo.listing()
+    models = await anyio.to_thread.run_sync(server.repo.listing)  # reads each new version's features.json
     for m in models:
         m["loaded"] = [v for v in m["versions"] if (m["name"], v) in server.cache]
     return ok({"models": models})
