@@ -242,3 +242,25 @@ def test_folds_larger_than_a_class_stop_the_workflow_before_any_job(tmp_path):
     assert code != 0
     assert "input/toy_samples.tsv: field 'status': class 'yes' has 4 sample(s), fewer than outer_folds = 5" in output, output[-3000:]
     assert written(workdir) == []
+
+
+def test_input_check_is_redone_when_an_input_changes(tmp_path):
+    ds = table_dataset(tmp_path, "d", {"yes": 12, "no": 12})
+    datasets = {"d": (ds, {"ALL": "ALL"}, {"t": {"outer_folds": 5, "inner_folds": 3}})}
+    args = ("my.yaml", "cache", tmp_path / "marker")
+    assert steps.check_inputs(datasets, *args, base_dir=tmp_path) is True
+    assert steps.check_inputs(datasets, *args, base_dir=tmp_path) is False  # unchanged: not read again
+    sheet = tmp_path / "input" / "d_samples.tsv"
+    pd.read_csv(sheet, sep="\t").assign(status="yes").to_csv(sheet, sep="\t", index=False)
+    with pytest.raises(InputError, match="only one class"):
+        steps.check_inputs(datasets, *args, base_dir=tmp_path)
+
+
+def test_reads_dataset_sample_sheet_is_checked_before_any_job(tmp_path):
+    ds = table_dataset(tmp_path, "d", {"yes": 3, "no": 12})
+    ds = {**ds, "source": "fastq", "units": "units.tsv", "transcriptome": "tx.fa"}
+    with pytest.raises(InputError) as err:
+        steps.check_inputs({"d": (ds, {"ALL": "ALL"}, {"t": {"outer_folds": 5, "inner_folds": 3}})}, "my.yaml", "cache",
+                           tmp_path / "marker", base_dir=tmp_path)
+    assert err.value.file == "input/d_samples.tsv" and "class 'yes' has 3 sample(s)" in err.value.problem
+    assert not (tmp_path / "marker").exists()
