@@ -72,7 +72,7 @@ def _plain(error):
             return _field(path + [unknown[0]]), f"unknown key '{unknown[0]}' (allowed here: {', '.join(known)}){hint}"
     if error.validator == "pattern" and error.validator_value == load_schema()["$defs"]["name"]["pattern"]:
         # a propertyNames error points at the mapping; name the offending key itself
-        where = path if path and path[-1] == error.instance else path + [error.instance]
+        where = path + [error.instance] if "propertyNames" in error.schema_path else path
         return _field(where), f"{error.instance!r} is not a valid name: {NAME_RULE}"
     return _field(path), error.message
 

@@ -138,6 +138,13 @@ def test_name_rule_is_stated_in_words(default, path):
     assert f"'{path[-1]}' is not a valid name" in err.problem and "only letters, digits, '_' and '-'" in err.problem
 
 
+def test_name_rule_in_a_list_of_names(default):
+    default["datasets"]["wdbc"]["tasks"]["malignancy"]["models"] = ["elasticnet", "my model"]
+    err = raises(default)
+    assert err.field == "datasets.wdbc.tasks.malignancy.models.1"
+    assert "'my model' is not a valid name" in err.problem
+
+
 BROKEN_YAML = "models:\n  a: {kind: elasticnet\ndatasets:\n  x: 1\n"
 
 
