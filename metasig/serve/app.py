@@ -148,9 +148,10 @@ def endpoint(fn):
             log.info("client went away during %s %s", request.method, request.url.path)
             return Response(status_code=CLIENT_GONE)
         except ProtocolError as exc:
-            # 408/413: the rest of the body was not read, so the connection cannot carry another request
-            unread = {"connection": "close"} if exc.status in (408, 413) else None
-            return error(exc.status, exc.message, headers=unread)
+            # 408: a client too slow to send its body does not keep the connection. (Not 413: a
+            # client still sending would get a broken pipe instead of the message.)
+            slow = {"connection": "close"} if exc.status == 408 else None
+            return error(exc.status, exc.message, headers=slow)
         except BadName as exc:
             return error(400, str(exc))
         except NotFound as exc:
