@@ -118,7 +118,7 @@ def test_bad_fastq_stops_before_any_tool(cohort, tmp_path, fault):
     if fault == "truncated gzip":
         data = (tmp_path / "bad_1.fq.gz").read_bytes()
         (tmp_path / "bad_1.fq.gz").write_bytes(data[: len(data) // 2])
-    args = fastq_dataset(cohort, workdir, ["S01", "S02", "S21", "S22"], extra={"BAD": (tmp_path / "bad_1.fq.gz", tmp_path / "bad_2.fq.gz")})
+    args = fastq_dataset(cohort, workdir, ["S01", "S02", "S03", "S21", "S22"], extra={"BAD": (tmp_path / "bad_1.fq.gz", tmp_path / "bad_2.fq.gz")})
     proc = snakemake(workdir, *args, check=False)
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0
@@ -137,11 +137,19 @@ def test_real_chr21_reads_quantify(tmp_path):
     with gzip.open(ngs / "transcriptome.chr21.fa.gz", "rt") as fasta:
         ids = [line[1:].split()[0] for line in fasta if line.startswith(">")]
     pd.DataFrame({"transcript": ids, "gene": ids}).to_csv(workdir / "tx2gene.tsv", sep="\t", index=False)
-    pd.DataFrame({"sample": ["a", "b"], "batch": ["x", "y"]}).to_csv(workdir / "samples.tsv", sep="\t", index=False)
-    pd.DataFrame({"sample": ["a", "b"], "unit": "lane1",
-                  "fq1": [str(ngs / "a.chr21.1.fq.gz"), str(ngs / "b.chr21.1.fq.gz")],
-                  "fq2": [str(ngs / "a.chr21.2.fq.gz"), str(ngs / "b.chr21.2.fq.gz")]}).to_csv(workdir / "units.tsv", sep="\t", index=False)
-    config = {"models": {"elasticnet": {"kind": "elasticnet"}}, "mlflow": {"enabled": False}, "datasets": {"chr21": {
+    # Each real sample four times under other names: the fewest a 2 x 2 nested CV of the study's
+    # task allows, and the study's classes are checked before any job runs.
+    real = ["a", "b"] * 4
+    samples = [f"{r}{i // 2}" for i, r in enumerate(real)]
+    pd.DataFrame({"sample": samples, "batch": ["x" if r == "a" else "y" for r in real]}).to_csv(
+        workdir / "samples.tsv", sep="\t", index=False)
+    for sample, r in zip(samples, real):  # one file per unit and mate, as the units check asks
+        for mate in (1, 2):
+            shutil.copy(ngs / f"{r}.chr21.{mate}.fq.gz", workdir / f"{sample}_{mate}.fq.gz")
+    pd.DataFrame({"sample": samples, "unit": "lane1", "fq1": [f"{s}_1.fq.gz" for s in samples],
+                  "fq2": [f"{s}_2.fq.gz" for s in samples]}).to_csv(workdir / "units.tsv", sep="\t", index=False)
+    config = {"models": {"elasticnet": {"kind": "elasticnet"}}, "mlflow": {"enabled": False},
+              "cv": {"outer_folds": 2, "inner_folds": 2}, "datasets": {"chr21": {
         "source": "fastq", "units": "units.tsv", "samples": "samples.tsv",
         "transcriptome": str(ngs / "transcriptome.chr21.fa.gz"), "tx2gene": "tx2gene.tsv",
         "unit": "counts", "namespace": "ensembl", "gene_groups": {"ALL": "ALL"},
