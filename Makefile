@@ -46,10 +46,14 @@ test: bootstrap
 	$(BIN)/pytest
 
 lint: bootstrap
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/snakemake --lint
 	$(BIN)/snakefmt --check Snakefile rules
 
 format: bootstrap
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 	$(BIN)/snakefmt Snakefile rules
 
 bench: bootstrap

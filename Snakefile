@@ -23,9 +23,9 @@ if not workflow.overwrite_configfiles:
 include: "rules/common.smk"
 include: "rules/reads.smk"
 include: "rules/data.smk"
-include: "rules/train.smk"
-include: "rules/registry.smk"
-include: "rules/plots.smk"
+include: "rules/learn.smk"
+include: "rules/publish.smk"
+include: "rules/report.smk"
 
 
 report: "resources/report/workflow.rst"

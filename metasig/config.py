@@ -56,8 +56,10 @@ def _field(path):
     return ".".join(str(p) for p in path) or "(top level)"
 
 
-NAME_RULE = ("names are used in file paths and model names, so they may hold only letters, digits, "
-             "'_' and '-' (no spaces, dots, colons or slashes)")
+NAME_RULE = (
+    "names are used in file paths and model names, so they may hold only letters, digits, "
+    "'_' and '-' (no spaces, dots, colons or slashes)"
+)
 
 
 def _plain(error):
@@ -97,7 +99,9 @@ def read_yaml(path):
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
-        problem = " ".join(str(p) for p in (getattr(exc, "context", None), getattr(exc, "problem", None)) if p) or str(exc)
+        problem = " ".join(str(p) for p in (getattr(exc, "context", None), getattr(exc, "problem", None)) if p) or str(
+            exc
+        )
         start = getattr(exc, "context_mark", None)
         if start and mark and start.line != mark.line:
             problem += f" (the construct began at line {start.line + 1}, column {start.column + 1})"
@@ -131,18 +135,35 @@ def check(config, config_file="config", base_dir="."):
             twhere = f"{where}.tasks.{tname}"
             for mname in task["models"]:
                 if mname not in models:
-                    raise InputError(config_file, f"{twhere}.models", f"model '{mname}' is not defined under 'models' (defined: {sorted(models)})")
+                    raise InputError(
+                        config_file,
+                        f"{twhere}.models",
+                        f"model '{mname}' is not defined under 'models' (defined: {sorted(models)})",
+                    )
                 kind = models[mname]["kind"]
                 if kind not in MODEL_KINDS[task["type"]]:
-                    raise InputError(config_file, f"{twhere}.models", f"model '{mname}' (kind {kind}) cannot fit a {task['type']} task; use one of {sorted(MODEL_KINDS[task['type']])}")
+                    raise InputError(
+                        config_file,
+                        f"{twhere}.models",
+                        f"model '{mname}' (kind {kind}) cannot fit a {task['type']} task; "
+                        f"use one of {sorted(MODEL_KINDS[task['type']])}",
+                    )
             for gname in task.get("groups", []):
                 if gname not in groups:
-                    raise InputError(config_file, f"{twhere}.groups", f"gene group '{gname}' is not defined for dataset '{dname}' (defined: {groups})")
+                    raise InputError(
+                        config_file,
+                        f"{twhere}.groups",
+                        f"gene group '{gname}' is not defined for dataset '{dname}' (defined: {groups})",
+                    )
             gate = task.get("gate")
             if gate:
                 if gate["metric"] not in METRICS[task["type"]] or gate["metric"] in LOWER_IS_BETTER:
                     allowed = [m for m in METRICS[task["type"]] if m not in LOWER_IS_BETTER]
-                    raise InputError(config_file, f"{twhere}.gate.metric", f"'{gate['metric']}' cannot gate a {task['type']} task; use one of {allowed}")
+                    raise InputError(
+                        config_file,
+                        f"{twhere}.gate.metric",
+                        f"'{gate['metric']}' cannot gate a {task['type']} task; use one of {allowed}",
+                    )
     return config
 
 
@@ -151,7 +172,7 @@ def check_model_parameters(models, config_file="config"):
     otherwise fail every training job, or worse, be ignored."""
     if not any(m.get("params") or m.get("search") for m in models.values()):
         return  # nothing to check, and no need to import scikit-learn while Snakemake parses
-    from metasig.models import accepted_parameters
+    from metasig.learn.models import accepted_parameters
 
     for mname, model in models.items():
         for section in ("params", "search"):
@@ -160,8 +181,11 @@ def check_model_parameters(models, config_file="config"):
                 if key not in accepted:
                     close = difflib.get_close_matches(key, accepted, n=1)
                     hint = f"; did you mean '{close[0]}'?" if close else ""
-                    raise InputError(config_file, f"models.{mname}.{section}.{key}",
-                                     f"unknown parameter for model kind {model['kind']}{hint} (accepted: {', '.join(accepted)})")
+                    raise InputError(
+                        config_file,
+                        f"models.{mname}.{section}.{key}",
+                        f"unknown parameter for model kind {model['kind']}{hint} (accepted: {', '.join(accepted)})",
+                    )
 
 
 # ---- helpers for the Snakefile -------------------------------------------------------------
@@ -177,20 +201,27 @@ def _parse_gmt(path, _stamp):
     try:
         text = Path(path).read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise InputError(path, "(file)", f"not UTF-8 text ({exc.reason} at byte {exc.start}); save the GMT file as UTF-8") from exc
+        raise InputError(
+            path, "(file)", f"not UTF-8 text ({exc.reason} at byte {exc.start}); save the GMT file as UTF-8"
+        ) from exc
     sets, seen = [], {}
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         if "\t" not in line:
-            raise InputError(path, f"line {number}", f"not tab-separated (a GMT file has {GMT_FORMAT}; "
-                             "spaces or commas do not separate fields)")
+            raise InputError(
+                path,
+                f"line {number}",
+                f"not tab-separated (a GMT file has {GMT_FORMAT}; spaces or commas do not separate fields)",
+            )
         fields = [f.strip() for f in line.split("\t")]
         name = fields[0]
         if not name:
             raise InputError(path, f"line {number}", "the gene set has no name (the first field is empty)")
         if name in seen:
-            raise InputError(path, f"line {number}", f"gene set '{name}' is defined twice (lines {seen[name]} and {number})")
+            raise InputError(
+                path, f"line {number}", f"gene set '{name}' is defined twice (lines {seen[name]} and {number})"
+            )
         seen[name] = number
         sets.append((name, tuple(g for g in fields[2:] if g)))
     if not sets:
@@ -250,9 +281,12 @@ def _expand(config, dataset, base_dir=".", config_file="config"):
                 raise InputError(group["gmt"], name, "the gene set lists no genes")
             gid = safe[name]
             if gid in groups or gid in inline:
-                raise InputError(config_file, f"{where}.{gname}",
-                                 f"gene set '{name}' of {group['gmt']} gives group name '{gid}', which another group of "
-                                 f"dataset '{dataset}' already has; rename one of them")
+                raise InputError(
+                    config_file,
+                    f"{where}.{gname}",
+                    f"gene set '{name}' of {group['gmt']} gives group name '{gid}', which another group of "
+                    f"dataset '{dataset}' already has; rename one of them",
+                )
             groups[gid] = sets[name]
             if gid != name:
                 originals[gid] = name
@@ -313,7 +347,11 @@ def gate_settings(config, dataset, task):
 
 
 def preprocessing_settings(config, dataset):
-    return {**DEFAULT_PREPROCESSING, **config.get("preprocessing", {}), **config["datasets"][dataset].get("preprocessing", {})}
+    return {
+        **DEFAULT_PREPROCESSING,
+        **config.get("preprocessing", {}),
+        **config["datasets"][dataset].get("preprocessing", {}),
+    }
 
 
 def normalization(config, dataset):

@@ -39,8 +39,12 @@ def atomic_path(path):
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT) and "No space left" not in str(exc):
             raise
         # a bare "No space left on device" does not say which disk: name the file being written
-        raise OSError(exc.errno or errno.ENOSPC, f"no space left on the device (or over quota) while writing {path}: "
-                      "free some space there, or point the workflow at a larger disk", str(path)) from exc
+        raise OSError(
+            exc.errno or errno.ENOSPC,
+            f"no space left on the device (or over quota) while writing {path}: "
+            "free some space there, or point the workflow at a larger disk",
+            str(path),
+        ) from exc
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)

@@ -14,9 +14,9 @@ sys.path.insert(0, workflow.basedir)
 
 import metasig.config as mconfig
 import metasig.reads.layout as mreads
-import metasig.steps as msteps
+import metasig.data.steps as msteps
 from metasig.reads.validate import read_units
-from metasig.sources.table import read_sample_sheet
+from metasig.data.sources.table import read_sample_sheet
 
 # Our own schema check first: its messages name the config field that is wrong.
 CONFIG_FILE = (workflow.configfiles or ["config"])[-1]

@@ -1,4 +1,4 @@
-from metasig import steps
+from metasig.data import steps
 
 with steps.logged(snakemake.log[0]):
     steps.gene_groups(

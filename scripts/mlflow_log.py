@@ -1,4 +1,4 @@
-from metasig import steps
+from metasig.publish import steps
 
 with steps.logged(snakemake.log[0]):
     steps.log_mlflow(

@@ -1,4 +1,4 @@
-from metasig import steps
+from metasig.report import steps
 
 with steps.logged(snakemake.log[0]):
     steps.qc_plots(

@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from metasig import steps
+from metasig.reads import steps
 
 with steps.logged(snakemake.log[0]):
     steps.sra_fetch(

@@ -52,8 +52,21 @@ LAST_MODIFIED = "Mon, 02 Jun 2025 10:00:00 GMT"
 
 
 class _Resource:
-    def __init__(self, data, fail_first=0, fail_status=500, drop_after=None, stall_after=None, stall=1.0,
-                 times=1, slow=0.0, status=None, ignore_range=False, accept_ranges=True, chunk=4096):
+    def __init__(
+        self,
+        data,
+        fail_first=0,
+        fail_status=500,
+        drop_after=None,
+        stall_after=None,
+        stall=1.0,
+        times=1,
+        slow=0.0,
+        status=None,
+        ignore_range=False,
+        accept_ranges=True,
+        chunk=4096,
+    ):
         self.data = bytes(data)
         self.fail_left = int(fail_first)
         self.fail_status = int(fail_status)
@@ -228,7 +241,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._plain(416, "range not satisfiable", [("Content-Range", f"bytes */{size}")])
             if span is not None:
                 (start, end), status = span, 206
-        body = res.data[start:end + 1]
+        body = res.data[start : end + 1]
 
         drop = stall = None
         if self.command != "HEAD" and (res.drop_after is not None or res.stall_after is not None):
@@ -258,7 +271,7 @@ class _Handler(BaseHTTPRequestHandler):
             limit = min(limit, int(stall))
         sent = 0
         while sent < limit:
-            piece = body[sent:min(sent + res.chunk, limit)]
+            piece = body[sent : min(sent + res.chunk, limit)]
             if res.slow and self._sleep(res.slow):
                 break
             if sent + len(piece) >= len(body):
@@ -289,8 +302,16 @@ def serve_bytes(files=None):
     """Serve registered bytes on a free loopback port in background threads; stop cleanly on exit.
 
     files: optional {path: bytes} registered without faults (use `base.add` for faults)."""
-    state = {"lock": threading.Lock(), "log": [], "files": {}, "in_flight": 0, "max_in_flight": 0,
-             "connections": set(), "stop": threading.Event(), "posted": []}
+    state = {
+        "lock": threading.Lock(),
+        "log": [],
+        "files": {},
+        "in_flight": 0,
+        "max_in_flight": 0,
+        "connections": set(),
+        "stop": threading.Event(),
+        "posted": [],
+    }
     handler = type("Handler", (_Handler,), {"state": state})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = False  # so that server_close() joins the handler threads

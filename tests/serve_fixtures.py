@@ -1,7 +1,7 @@
 """Small real registries for the serving tests and the serving benchmark.
 
 Models are fitted on synthetic data (seconds), saved with `save_artifact` exactly as the training
-step does, and published with `metasig.registry.publish`, so the server reads the same layout as
+step does, and published with `metasig.publish.registry.publish`, so the server reads the same layout as
 in production. `fit_model` is cached per (kind, task, features) so many registry entries can share
 one fit: `publish_copies` registers N names that all point at copies of one artifact.
 """
@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from metasig.artifacts import save_artifact
-from metasig.models import build
-from metasig.registry import publish
+from metasig.learn.artifacts import save_artifact
+from metasig.learn.models import build
+from metasig.publish.registry import publish
 
 GENES = ["LRIG1", "HPGD", "GDF15"]
 SMALL = {
@@ -56,26 +56,44 @@ def fit_model(kind="xgboost", task="binary", features=tuple(GENES), seed=0, norm
     normalization "deseq2" with `subset` (column positions) gives the workflow's in-fold shape:
     normalized on every input, then narrowed to a gene group before the scaler."""
     X, y = make_data(features, seed=seed, counts=normalization != "none")
-    pipe, grid = build({"kind": kind, "search": SMALL[kind]}, task, {"scale": True}, normalization, seed,
-                       subset=subset)
+    pipe, grid = build({"kind": kind, "search": SMALL[kind]}, task, {"scale": True}, normalization, seed, subset=subset)
     pipe.set_params(**{k: v[0] for k, v in grid.items()})  # the one-point grid, without a search
     return pipe.fit(X, y[task]), X
 
 
-def _write_model(models_root, dataset, task, group, model, kind, task_kind, features, seed, normalization="none",
-                 subset=None):
+def _write_model(
+    models_root, dataset, task, group, model, kind, task_kind, features, seed, normalization="none", subset=None
+):
     pipe, X = fit_model(kind, task_kind, tuple(features), seed, normalization, subset)
     folder = Path(models_root, dataset, task, group, model)
     classes = positive = None
     if task_kind == "binary":
         classes, positive = ["alive", "dead"], "dead"
     save_artifact(pipe, folder / "model", list(features), task_kind, kind, classes=classes, positive=positive)
-    doc = {"dataset": dataset, "task": task, "group": group, "model": model, "kind": task_kind,
-           "model_kind": kind, "n_samples": len(X), "n_features": len(subset or features), "features": list(features),
-           "classes": classes, "metrics": {}, "permuted": {}, "seed": seed}
+    doc = {
+        "dataset": dataset,
+        "task": task,
+        "group": group,
+        "model": model,
+        "kind": task_kind,
+        "model_kind": kind,
+        "n_samples": len(X),
+        "n_features": len(subset or features),
+        "features": list(features),
+        "classes": classes,
+        "metrics": {},
+        "permuted": {},
+        "seed": seed,
+    }
     (folder / "metrics.json").write_text(json.dumps(doc, indent=2, sort_keys=True))
-    return {"dataset": dataset, "task": task, "group": group, "model": model, "passed": True,
-            "reason": "passed: test fixture"}
+    return {
+        "dataset": dataset,
+        "task": task,
+        "group": group,
+        "model": model,
+        "passed": True,
+        "reason": "passed: test fixture",
+    }
 
 
 def build_registry(root, specs):
@@ -83,22 +101,61 @@ def build_registry(root, specs):
     model, kind, task_kind, features (default GENES), seed (default 0), normalization and subset (a
     tuple of column positions; see fit_model). Returns the registry path."""
     root = Path(root)
-    rows = [_write_model(root / "models", s["dataset"], s["task"], s["group"], s["model"], s["kind"],
-                         s["task_kind"], s.get("features", GENES), s.get("seed", 0), s.get("normalization", "none"),
-                         s.get("subset")) for s in specs]
+    rows = [
+        _write_model(
+            root / "models",
+            s["dataset"],
+            s["task"],
+            s["group"],
+            s["model"],
+            s["kind"],
+            s["task_kind"],
+            s.get("features", GENES),
+            s.get("seed", 0),
+            s.get("normalization", "none"),
+            s.get("subset"),
+        )
+        for s in specs
+    ]
     publish(rows, root / "models", root / "registry")
     return root / "registry"
 
 
 STANDARD = [
-    {"dataset": "nsclc", "task": "status", "group": "metagene_19", "model": "xgboost", "kind": "xgboost",
-     "task_kind": "binary"},
-    {"dataset": "nsclc", "task": "survival", "group": "metagene_19", "model": "coxph", "kind": "coxph",
-     "task_kind": "survival"},
-    {"dataset": "brca", "task": "subtype", "group": "ALL", "model": "elasticnet", "kind": "elasticnet",
-     "task_kind": "multiclass", "features": ["G0", "G1", "G2", "G3", "G4"]},
-    {"dataset": "nsclc", "task": "survival", "group": "metagene_3", "model": "xgboost_cox", "kind": "xgboost_cox",
-     "task_kind": "survival", "features": ["VIM", "LMO2", "EGR2"]},
+    {
+        "dataset": "nsclc",
+        "task": "status",
+        "group": "metagene_19",
+        "model": "xgboost",
+        "kind": "xgboost",
+        "task_kind": "binary",
+    },
+    {
+        "dataset": "nsclc",
+        "task": "survival",
+        "group": "metagene_19",
+        "model": "coxph",
+        "kind": "coxph",
+        "task_kind": "survival",
+    },
+    {
+        "dataset": "brca",
+        "task": "subtype",
+        "group": "ALL",
+        "model": "elasticnet",
+        "kind": "elasticnet",
+        "task_kind": "multiclass",
+        "features": ["G0", "G1", "G2", "G3", "G4"],
+    },
+    {
+        "dataset": "nsclc",
+        "task": "survival",
+        "group": "metagene_3",
+        "model": "xgboost_cox",
+        "kind": "xgboost_cox",
+        "task_kind": "survival",
+        "features": ["VIM", "LMO2", "EGR2"],
+    },
 ]
 
 
@@ -120,8 +177,16 @@ def publish_copies(root, n, dataset="bench", task="status", kind="xgboost", task
         doc = json.loads((first / "metrics.json").read_text())
         doc["group"] = group
         (folder / "metrics.json").write_text(json.dumps(doc, indent=2, sort_keys=True))
-        rows.append({"dataset": dataset, "task": task, "group": group, "model": kind, "passed": True,
-                     "reason": "passed: test fixture"})
+        rows.append(
+            {
+                "dataset": dataset,
+                "task": task,
+                "group": group,
+                "model": kind,
+                "passed": True,
+                "reason": "passed: test fixture",
+            }
+        )
     publish(rows, models, root / "registry")
     return root / "registry"
 

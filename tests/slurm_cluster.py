@@ -45,7 +45,10 @@ def install():
     if all(shutil.which(b) for b in BINARIES):
         return
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES]):
+    for cmd in (
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES],
+    ):
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
@@ -86,8 +89,9 @@ class SlurmCluster:
 
     def start(self):
         if SYSTEM_CONF.exists() or SYSTEM_CONF.is_symlink():
-            raise RuntimeError(f"{SYSTEM_CONF} already exists: another SLURM setup is on this machine; "
-                               "this fixture leaves it alone")
+            raise RuntimeError(
+                f"{SYSTEM_CONF} already exists: another SLURM setup is on this machine; this fixture leaves it alone"
+            )
         try:
             self._start_munge()
             self._write_config()
@@ -155,9 +159,19 @@ class SlurmCluster:
         folder.chmod(0o700)
         key = folder / "munge.key"
         subprocess.run(["mungekey", "--create", f"--keyfile={key}"], check=True, capture_output=True)
-        self._daemon("munged", ["munged", "--force", f"--key-file={key}", f"--socket={self.munge_socket}",
-                                f"--pid-file={folder / 'munged.pid'}", f"--log-file={folder / 'munged.log'}",
-                                f"--seed-file={folder / 'munged.seed'}"], folder / "munged.pid")
+        self._daemon(
+            "munged",
+            [
+                "munged",
+                "--force",
+                f"--key-file={key}",
+                f"--socket={self.munge_socket}",
+                f"--pid-file={folder / 'munged.pid'}",
+                f"--log-file={folder / 'munged.log'}",
+                f"--seed-file={folder / 'munged.seed'}",
+            ],
+            folder / "munged.pid",
+        )
 
     def _write_config(self):
         for sub in ("state", "spool", "log"):
@@ -175,12 +189,12 @@ SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
 AuthInfo=socket={self.munge_socket}
-StateSaveLocation={self.root / 'state'}
-SlurmdSpoolDir={self.root / 'spool'}
-SlurmctldPidFile={self.root / 'slurmctld.pid'}
-SlurmdPidFile={self.root / 'slurmd.pid'}
-SlurmctldLogFile={self.root / 'log' / 'slurmctld.log'}
-SlurmdLogFile={self.root / 'log' / 'slurmd.log'}
+StateSaveLocation={self.root / "state"}
+SlurmdSpoolDir={self.root / "spool"}
+SlurmctldPidFile={self.root / "slurmctld.pid"}
+SlurmdPidFile={self.root / "slurmd.pid"}
+SlurmctldLogFile={self.root / "log" / "slurmctld.log"}
+SlurmdLogFile={self.root / "log" / "slurmd.log"}
 SlurmctldDebug=info
 SlurmdDebug=info
 ProctrackType=proctrack/linuxproc
@@ -196,15 +210,19 @@ NodeName=localhost NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory}{gres} Stat
 PartitionName={self.partition} Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 """)
         # No File= and the node goes INVAL; /dev/null stands in for a device.
-        (self.root / "gres.conf").write_text("AutoDetect=off\n" + (
-            f"NodeName=localhost Name=gpu File=/dev/null Count={self.gpus}\n" if self.gpus else ""))
+        (self.root / "gres.conf").write_text(
+            "AutoDetect=off\n"
+            + (f"NodeName=localhost Name=gpu File=/dev/null Count={self.gpus}\n" if self.gpus else "")
+        )
 
     def _daemon(self, name, cmd, pid_file):
         """Start a daemon that forks into the background and wait for its pid file."""
         self.pid_files[name] = pid_file
         proc = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=30)
         if proc.returncode != 0:
-            raise RuntimeError(f"{name} did not start ({proc.returncode}): {proc.stderr.strip()}\n{self.log(name)[-2000:]}")
+            raise RuntimeError(
+                f"{name} did not start ({proc.returncode}): {proc.stderr.strip()}\n{self.log(name)[-2000:]}"
+            )
         deadline = time.monotonic() + 15
         while not self._pid(pid_file):
             if time.monotonic() > deadline:
@@ -246,5 +264,7 @@ PartitionName={self.partition} Nodes=localhost Default=YES MaxTime=INFINITE Stat
             if state == "idle":
                 return
             time.sleep(0.3)
-        raise RuntimeError(f"node not idle after {timeout} s (sinfo: {state!r}):\n{self.log('slurmctld')[-2000:]}\n"
-                           f"{self.log('slurmd')[-2000:]}")
+        raise RuntimeError(
+            f"node not idle after {timeout} s (sinfo: {state!r}):\n{self.log('slurmctld')[-2000:]}\n"
+            f"{self.log('slurmd')[-2000:]}"
+        )

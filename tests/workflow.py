@@ -8,8 +8,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from metasig.bench import REPO
-from metasig.bench import scratch_copy as workflow_copy
+from metasig.bench.scratch import REPO
+from metasig.bench.scratch import scratch_copy as workflow_copy
 
 __all__ = ["REPO", "clean_checkout", "planned_jobs", "snakemake", "workflow_copy"]
 
@@ -28,7 +28,9 @@ def snakemake(workdir, *args, check=True, timeout=1800):
     cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
     proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+        )
     return proc
 
 

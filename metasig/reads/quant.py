@@ -22,8 +22,18 @@ log = logging.getLogger("metasig.reads")
 
 QUANT_COLUMNS = ("Name", "Length", "EffectiveLength", "TPM", "NumReads")
 FC_FIXED = ("Geneid", "Chr", "Start", "End", "Strand", "Length")
-QC_COLUMNS = ("sample", "reads_in", "reads_after_fastp", "read_unit", "mapping_rate", "num_mapped",
-              "library_size", "flagged", "excluded", "reason")
+QC_COLUMNS = (
+    "sample",
+    "reads_in",
+    "reads_after_fastp",
+    "read_unit",
+    "mapping_rate",
+    "num_mapped",
+    "library_size",
+    "flagged",
+    "excluded",
+    "reason",
+)
 MIN_SAMPLES = 4
 _VERSION = re.compile(r"\.\d+$")
 _ATTR = re.compile(r'(\w+)\s+(?:"([^"]*)"|([^\s;"]+))')
@@ -31,6 +41,7 @@ _ATTR = re.compile(r'(\w+)\s+(?:"([^"]*)"|([^\s;"]+))')
 
 # ----------------------------------------------------------------------------------------------
 # transcript -> gene map
+
 
 def tx2gene_table(tx2gene_tsv=None, gtf=None, strip_version=False) -> pd.DataFrame:
     """The transcript -> gene map as a DataFrame [transcript, gene], one row per transcript.
@@ -46,15 +57,20 @@ def tx2gene_table(tx2gene_tsv=None, gtf=None, strip_version=False) -> pd.DataFra
     else:
         where, table = str(gtf), _read_gtf_map(gtf)
     if strip_version:
-        table = table.assign(transcript=table["transcript"].str.replace(_VERSION, "", regex=True),
-                             gene=table["gene"].str.replace(_VERSION, "", regex=True))
+        table = table.assign(
+            transcript=table["transcript"].str.replace(_VERSION, "", regex=True),
+            gene=table["gene"].str.replace(_VERSION, "", regex=True),
+        )
     table = table.drop_duplicates().reset_index(drop=True)
     clash = table["transcript"].duplicated(keep=False)
     if clash.any():
         tx = table.loc[clash, "transcript"].iloc[0]
         genes = sorted(table.loc[table["transcript"] == tx, "gene"])
-        raise InputError(where, "transcript", f"{clash.sum()} rows map a transcript to more than one gene "
-                         f"(e.g. {tx} -> {', '.join(genes)})")
+        raise InputError(
+            where,
+            "transcript",
+            f"{clash.sum()} rows map a transcript to more than one gene (e.g. {tx} -> {', '.join(genes)})",
+        )
     return table
 
 
@@ -68,8 +84,11 @@ def _read_tx2gene_tsv(path):
     table.columns = [str(c).strip() for c in table.columns]
     missing = [c for c in ("transcript", "gene") if c not in table.columns]
     if missing:
-        raise InputError(path, missing[0], f"missing column(s) {missing}; the header must name 'transcript' and "
-                         f"'gene' (found {list(table.columns)})")
+        raise InputError(
+            path,
+            missing[0],
+            f"missing column(s) {missing}; the header must name 'transcript' and 'gene' (found {list(table.columns)})",
+        )
     table = table[["transcript", "gene"]].apply(lambda col: col.str.strip())
     empty = (table == "").any(axis=1)
     if empty.any():
@@ -94,11 +113,14 @@ def _read_gtf_map(path):
                     continue
                 fields = line.rstrip("\n").split("\t")
                 if len(fields) != 9:
-                    raise InputError(path, f"line {lineno}", f"expected 9 tab-separated GTF columns, found {len(fields)}")
+                    raise InputError(
+                        path, f"line {lineno}", f"expected 9 tab-separated GTF columns, found {len(fields)}"
+                    )
                 if "transcript_id" not in fields[8]:
                     continue
-                attrs = {m.group(1): m.group(2) if m.group(2) is not None else m.group(3)
-                         for m in _ATTR.finditer(fields[8])}
+                attrs = {
+                    m.group(1): m.group(2) if m.group(2) is not None else m.group(3) for m in _ATTR.finditer(fields[8])
+                }
                 tx, gene = attrs.get("transcript_id", ""), attrs.get("gene_id", "")
                 if not tx:  # e.g. transcript_id "" on gene rows of some GTFs
                     continue
@@ -115,6 +137,7 @@ def _read_gtf_map(path):
 
 # ----------------------------------------------------------------------------------------------
 # salmon -> gene matrices
+
 
 def _quant_file(directory):
     path = Path(directory)
@@ -164,13 +187,20 @@ def salmon_to_matrix(quant_dirs: dict, tx2gene: pd.DataFrame):
             first_names, first_file = names, path
             absent = names[~names.isin(mapped)].tolist()
             if absent:
-                raise InputError(path, "Name", f"{len(absent)} of {len(names)} transcripts are not in the "
-                                 f"transcript->gene map (e.g. {', '.join(absent[:5])})"
-                                 + _missing_hint(absent, mapped))
+                raise InputError(
+                    path,
+                    "Name",
+                    f"{len(absent)} of {len(names)} transcripts are not in the "
+                    f"transcript->gene map (e.g. {', '.join(absent[:5])})" + _missing_hint(absent, mapped),
+                )
         elif not names.equals(first_names):
             # pytximport assigns values by position: every file must list the same transcripts in order
-            raise InputError(path, "Name", f"transcripts differ from those of {first_file} (sample "
-                             f"'{sample}' was quantified against a different index)")
+            raise InputError(
+                path,
+                "Name",
+                f"transcripts differ from those of {first_file} (sample "
+                f"'{sample}' was quantified against a different index)",
+            )
     tx_map = tx2gene.rename(columns={"transcript": "transcript_id", "gene": "gene_id"})[["transcript_id", "gene_id"]]
     result = tximport(
         [str(p) for p in files.values()],
@@ -194,6 +224,7 @@ def salmon_to_matrix(quant_dirs: dict, tx2gene: pd.DataFrame):
 
 # ----------------------------------------------------------------------------------------------
 # featureCounts
+
 
 def _read_featurecounts_table(path, first_column):
     path = Path(path)
@@ -226,7 +257,7 @@ def _match_bams(columns, bam_to_sample, path):
         basenames.setdefault(os.path.basename(str(bam)), []).append(sample)
     matched, unknown = {}, []
     for col in columns:
-        sample = (lookup.get(col) or lookup.get(os.path.normpath(col)) or lookup.get(os.path.abspath(col)))
+        sample = lookup.get(col) or lookup.get(os.path.normpath(col)) or lookup.get(os.path.abspath(col))
         if sample is None and len(basenames.get(os.path.basename(col), [])) == 1:
             sample = basenames[os.path.basename(col)][0]
         if sample is None:
@@ -234,8 +265,9 @@ def _match_bams(columns, bam_to_sample, path):
         else:
             matched[col] = sample
     if unknown:
-        raise InputError(path, unknown[0], f"column(s) {unknown} match none of the BAM files given "
-                         f"({list(map(str, bam_to_sample))})")
+        raise InputError(
+            path, unknown[0], f"column(s) {unknown} match none of the BAM files given ({list(map(str, bam_to_sample))})"
+        )
     absent = [s for s in bam_to_sample.values() if s not in matched.values()]
     if absent:
         raise InputError(path, "(columns)", f"no counts column for sample(s) {absent}")
@@ -254,7 +286,9 @@ def featurecounts_to_matrix(counts_txt, bam_to_sample: dict) -> pd.DataFrame:
     count_cols = [c for c in table.columns if c not in FC_FIXED]
     matched = _match_bams(count_cols, bam_to_sample, counts_txt)
     if table["Geneid"].duplicated().any():
-        raise InputError(counts_txt, "Geneid", f"duplicated gene ID {table['Geneid'][table['Geneid'].duplicated()].iloc[0]}")
+        raise InputError(
+            counts_txt, "Geneid", f"duplicated gene ID {table['Geneid'][table['Geneid'].duplicated()].iloc[0]}"
+        )
     counts = table.set_index("Geneid")[count_cols]
     bad = counts.apply(pd.to_numeric, errors="coerce").isna().any()
     if bad.any():
@@ -266,6 +300,7 @@ def featurecounts_to_matrix(counts_txt, bam_to_sample: dict) -> pd.DataFrame:
 
 # ----------------------------------------------------------------------------------------------
 # mapping QC
+
 
 def _fastp_counts(paths, sample):
     """(reads_in, reads_after, unit) summed over a sample's units; paired units count read pairs
@@ -284,8 +319,7 @@ def _fastp_counts(paths, sample):
             n_before = int(summary["before_filtering"]["total_reads"])
             n_after = int(summary["after_filtering"]["total_reads"])
         except (KeyError, TypeError, ValueError):
-            raise InputError(path, "summary.before_filtering.total_reads",
-                             "missing: not a fastp JSON report") from None
+            raise InputError(path, "summary.before_filtering.total_reads", "missing: not a fastp JSON report") from None
         paired = "read2_before_filtering" in report or "read2_mean_length" in summary["before_filtering"]
         divisor = 2 if paired else 1
         units.add("pairs" if paired else "reads")
@@ -326,8 +360,9 @@ def _flag(rate, floor, exclude, what="mapping rate"):
     return False, False, ""
 
 
-def mapping_qc(samples: list, salmon_dirs: dict, fastp_jsons: dict, min_mapping_rate: float,
-               exclude: bool) -> pd.DataFrame:
+def mapping_qc(
+    samples: list, salmon_dirs: dict, fastp_jsons: dict, min_mapping_rate: float, exclude: bool
+) -> pd.DataFrame:
     """One row per sample (in `samples` order), columns QC_COLUMNS.
 
     reads_in / reads_after_fastp: fastp totals before / after filtering, summed over the sample's units,
@@ -347,9 +382,20 @@ def mapping_qc(samples: list, salmon_dirs: dict, fastp_jsons: dict, min_mapping_
         rate = float(meta["percent_mapped"]) / 100.0
         library = float(_read_quant(_quant_file(salmon_dirs[sample]))["NumReads"].sum())
         flagged, excluded, reason = _flag(rate, min_mapping_rate, exclude)
-        rows.append({"sample": sample, "reads_in": reads_in, "reads_after_fastp": reads_after, "read_unit": unit,
-                     "mapping_rate": rate, "num_mapped": int(meta.get("num_mapped", 0)), "library_size": library,
-                     "flagged": flagged, "excluded": excluded, "reason": reason})
+        rows.append(
+            {
+                "sample": sample,
+                "reads_in": reads_in,
+                "reads_after_fastp": reads_after,
+                "read_unit": unit,
+                "mapping_rate": rate,
+                "num_mapped": int(meta.get("num_mapped", 0)),
+                "library_size": library,
+                "flagged": flagged,
+                "excluded": excluded,
+                "reason": reason,
+            }
+        )
     return pd.DataFrame(rows, columns=list(QC_COLUMNS))
 
 
@@ -372,15 +418,25 @@ def featurecounts_qc(summary_txt, bam_to_sample: dict, min_mapping_rate: float, 
         total, assigned = int(values.sum()), int(values["Assigned"])
         rate = assigned / total if total else float("nan")
         flagged, excluded, reason = _flag(rate, min_mapping_rate, exclude, what="assigned rate (featureCounts)")
-        rows[sample] = {"sample": sample, "reads_in": total, "reads_after_fastp": np.nan, "read_unit": "alignments",
-                        "mapping_rate": rate, "num_mapped": assigned, "library_size": float(assigned),
-                        "flagged": flagged, "excluded": excluded, "reason": reason}
+        rows[sample] = {
+            "sample": sample,
+            "reads_in": total,
+            "reads_after_fastp": np.nan,
+            "read_unit": "alignments",
+            "mapping_rate": rate,
+            "num_mapped": assigned,
+            "library_size": float(assigned),
+            "flagged": flagged,
+            "excluded": excluded,
+            "reason": reason,
+        }
     order = list(dict.fromkeys(bam_to_sample.values()))
     return pd.DataFrame([rows[s] for s in order], columns=list(QC_COLUMNS))
 
 
-def apply_exclusion(matrix: pd.DataFrame, sheet: pd.DataFrame, qc: pd.DataFrame, qc_file="mapping QC",
-                    min_samples=MIN_SAMPLES):
+def apply_exclusion(
+    matrix: pd.DataFrame, sheet: pd.DataFrame, qc: pd.DataFrame, qc_file="mapping QC", min_samples=MIN_SAMPLES
+):
     """Drop the samples the QC table marks excluded from the matrix (index = sample) and the sheet
     (`sample` column); log one line per excluded sample with its reason. Fewer than `min_samples`
     left is an InputError: nothing downstream can be estimated on so few."""
@@ -394,6 +450,10 @@ def apply_exclusion(matrix: pd.DataFrame, sheet: pd.DataFrame, qc: pd.DataFrame,
     matrix = matrix.loc[[s for s in matrix.index if str(s) not in drop]]
     sheet = sheet.loc[~sheet["sample"].astype(str).isin(drop)].reset_index(drop=True)
     if len(matrix) < min_samples:
-        raise InputError(qc_file, "excluded", f"only {len(matrix)} sample(s) remain after excluding "
-                         f"{len(drop)} by mapping QC ({', '.join(sorted(drop))}); at least {min_samples} are needed")
+        raise InputError(
+            qc_file,
+            "excluded",
+            f"only {len(matrix)} sample(s) remain after excluding "
+            f"{len(drop)} by mapping QC ({', '.join(sorted(drop))}); at least {min_samples} are needed",
+        )
     return matrix, sheet

@@ -90,7 +90,7 @@ def make_transcriptome(n_genes, seed):
         codes = _random_dna(rng, int(lengths.sum()))
         seq = _BASES[codes].tobytes().decode()
         bounds = np.concatenate([[0], np.cumsum(lengths)])
-        exons = [seq[bounds[i]:bounds[i + 1]] for i in range(n_exons)]
+        exons = [seq[bounds[i] : bounds[i + 1]] for i in range(n_exons)]
         gene = f"SIMG{g:04d}"
         for t, exon_ids in enumerate(_isoforms(rng, n_exons), start=1):
             tx = f"SIMT{g:04d}-{t}"
@@ -109,8 +109,10 @@ def _choose_sets(rng, genes, baseline, planted_genes):
     if isinstance(planted_genes, (int, np.integer)):
         k = int(planted_genes)
         if k < 1 or 2 * k > len(eligible):
-            raise ValueError(f"planted_genes={k}: need 1 <= 2 * planted_genes <= {len(eligible)} "
-                             f"(genes above the lowest expression quartile); simulate more genes")
+            raise ValueError(
+                f"planted_genes={k}: need 1 <= 2 * planted_genes <= {len(eligible)} "
+                f"(genes above the lowest expression quartile); simulate more genes"
+            )
         picked = rng.choice(eligible, size=2 * k, replace=False)
         return sorted(picked[:k]), sorted(picked[k:])
     planted = list(dict.fromkeys(str(g) for g in planted_genes))
@@ -139,8 +141,12 @@ def _fragments(rng, tx_counts, tx_lengths, fragment_mean, fragment_sd, min_lengt
 
 def _gzip(src, dest):
     """gzip without a timestamp or file name in the header, so equal input gives equal bytes."""
-    with io.atomic_path(dest) as tmp, open(src, "rb") as fin, open(tmp, "wb") as raw, \
-            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=_GZIP_LEVEL) as fout:
+    with (
+        io.atomic_path(dest) as tmp,
+        open(src, "rb") as fin,
+        open(tmp, "wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=_GZIP_LEVEL) as fout,
+    ):
         shutil.copyfileobj(fin, fout, 1 << 20)
 
 
@@ -148,9 +154,28 @@ def _sequence(fragments_fa, r1, r2, read_length, seed, prefix, n_expected, workd
     """Paired-end Illumina reads (FR, both strands) from a FASTA of fragments, one pair per
     fragment, through mason; gzipped into r1/r2."""
     plain1, plain2 = Path(workdir) / "r1.fq", Path(workdir) / "r2.fq"
-    cmd = [MASON, "-q", "--seed", str(seed), "-i", str(fragments_fa), "-o", str(plain1), "-or", str(plain2),
-           "--seq-technology", "illumina", "--illumina-read-length", str(read_length),
-           "--seq-mate-orientation", "FR", "--seq-strands", "both", "--read-name-prefix", prefix]
+    cmd = [
+        MASON,
+        "-q",
+        "--seed",
+        str(seed),
+        "-i",
+        str(fragments_fa),
+        "-o",
+        str(plain1),
+        "-or",
+        str(plain2),
+        "--seq-technology",
+        "illumina",
+        "--illumina-read-length",
+        str(read_length),
+        "--seq-mate-orientation",
+        "FR",
+        "--seq-strands",
+        "both",
+        "--read-name-prefix",
+        prefix,
+    ]
     done = subprocess.run(cmd, check=False, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{MASON} failed (exit {done.returncode}): {done.stderr.strip()[-800:]}")
@@ -164,20 +189,37 @@ def _sequence(fragments_fa, r1, r2, read_length, seed, prefix, n_expected, workd
 
 
 def _write_fasta_gz(records, path, width=80):
-    with io.atomic_path(path) as tmp, open(tmp, "wb") as raw, \
-            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as out:
+    with (
+        io.atomic_path(path) as tmp,
+        open(tmp, "wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as out,
+    ):
         for name, seq in records:
-            lines = "\n".join(seq[i:i + width] for i in range(0, len(seq), width))
+            lines = "\n".join(seq[i : i + width] for i in range(0, len(seq), width))
             out.write(f">{name}\n{lines}\n".encode())
 
 
 # ---- the cohort ------------------------------------------------------------------------------------
 
 
-def simulate_cohort(out_dir, n_per_condition=8, n_genes=120, planted_genes=12, fold_change=4.0,
-                    reads_per_sample=40_000, read_length=75, fragment_mean=250, fragment_sd=30, seed=7,
-                    dispersion=0.1, baseline_sdlog=1.0, background=0.05, low_mapping=None,
-                    units_per_sample=1, conditions=("control", "treated")):
+def simulate_cohort(
+    out_dir,
+    n_per_condition=8,
+    n_genes=120,
+    planted_genes=12,
+    fold_change=4.0,
+    reads_per_sample=40_000,
+    read_length=75,
+    fragment_mean=250,
+    fragment_sd=30,
+    seed=7,
+    dispersion=0.1,
+    baseline_sdlog=1.0,
+    background=0.05,
+    low_mapping=None,
+    units_per_sample=1,
+    conditions=("control", "treated"),
+):
     """Simulate a two-condition cohort into out_dir; returns a dict of the written paths.
 
     planted_genes: how many genes get a planted fold change (int), or their IDs. Half of them go up
@@ -250,42 +292,83 @@ def simulate_cohort(out_dir, n_per_condition=8, n_genes=120, planted_genes=12, f
             tx_counts = srng.multinomial(reads_per_sample - n_bg, propensity[:, j])
             truth[sample] = np.bincount(gene_index, weights=tx_counts, minlength=len(genes)).astype(np.int64)
             n_background[sample] = n_bg
-            tx, start, length = _fragments(srng, np.append(tx_counts, n_bg), seq_lengths,
-                                           fragment_mean, fragment_sd, min_length)
+            tx, start, length = _fragments(
+                srng, np.append(tx_counts, n_bg), seq_lengths, fragment_mean, fragment_sd, min_length
+            )
             begin = offsets[tx] + start
             for u, chunk in enumerate(np.array_split(np.arange(tx.size), units_per_sample), start=1):
                 fa = Path(work) / "fragments.fa"
-                fa.write_bytes(b"".join(b">%d\n%s\n" % (i, seqs[b:b + n])
-                                        for i, b, n in zip(chunk, begin[chunk].tolist(), length[chunk].tolist())))
+                fa.write_bytes(
+                    b"".join(
+                        b">%d\n%s\n" % (i, seqs[b : b + n])
+                        for i, b, n in zip(chunk, begin[chunk].tolist(), length[chunk].tolist())
+                    )
+                )
                 stem = sample if units_per_sample == 1 else f"{sample}_L{u:03d}"
                 r1, r2 = out_dir / f"{stem}_R1.fq.gz", out_dir / f"{stem}_R2.fq.gz"
-                _sequence(fa, r1, r2, read_length, seed=(seed % 100_000) * 1000 + j * 10 + u,
-                          prefix=f"{stem}.", n_expected=chunk.size, workdir=work)
+                _sequence(
+                    fa,
+                    r1,
+                    r2,
+                    read_length,
+                    seed=(seed % 100_000) * 1000 + j * 10 + u,
+                    prefix=f"{stem}.",
+                    n_expected=chunk.size,
+                    workdir=work,
+                )
                 units.append({"sample": sample, "unit": f"run{u}", "fq1": str(r1), "fq2": str(r2)})
 
-    paths = {"transcriptome": out_dir / "transcriptome.fa.gz", "tx2gene": out_dir / "tx2gene.tsv",
-             "samples": out_dir / "samples.tsv", "units": out_dir / "units.tsv",
-             "truth_counts": out_dir / "truth_counts.tsv", "truth_genes": out_dir / "truth_genes.tsv",
-             "truth_samples": out_dir / "truth_samples.tsv",
-             "groups": out_dir / "groups.gmt"}
+    paths = {
+        "transcriptome": out_dir / "transcriptome.fa.gz",
+        "tx2gene": out_dir / "tx2gene.tsv",
+        "samples": out_dir / "samples.tsv",
+        "units": out_dir / "units.tsv",
+        "truth_counts": out_dir / "truth_counts.tsv",
+        "truth_genes": out_dir / "truth_genes.tsv",
+        "truth_samples": out_dir / "truth_samples.tsv",
+        "groups": out_dir / "groups.gmt",
+    }
     _write_fasta_gz(records, paths["transcriptome"])
     _write_tsv(tx2gene, paths["tx2gene"])
     io.write_sheet(pd.DataFrame({"sample": samples, "condition": condition}), paths["samples"])
     _write_tsv(pd.DataFrame(units, columns=["sample", "unit", "fq1", "fq2"]), paths["units"])
     _write_tsv(truth.reset_index(), paths["truth_counts"])
     n_bg = pd.Series(n_background)[samples].to_numpy()
-    _write_tsv(pd.DataFrame({"sample": samples, "condition": condition, "read_pairs": reads_per_sample,
-                             "transcript_pairs": reads_per_sample - n_bg, "background_pairs": n_bg}),
-               paths["truth_samples"])
+    _write_tsv(
+        pd.DataFrame(
+            {
+                "sample": samples,
+                "condition": condition,
+                "read_pairs": reads_per_sample,
+                "transcript_pairs": reads_per_sample - n_bg,
+                "background_pairs": n_bg,
+            }
+        ),
+        paths["truth_samples"],
+    )
     direction = pd.Series("unchanged", index=genes)
     direction[planted] = ["up" if g in up else "down" for g in planted]
-    _write_tsv(pd.DataFrame({"gene": genes, "baseline": baseline, "set": [PLANTED_SET if g in set(planted) else
-                             NULL_SET if g in set(null) else "other" for g in genes],
-                             "direction": direction.to_numpy(), "log2fc": log2fc.to_numpy()}), paths["truth_genes"])
+    _write_tsv(
+        pd.DataFrame(
+            {
+                "gene": genes,
+                "baseline": baseline,
+                "set": [PLANTED_SET if g in set(planted) else NULL_SET if g in set(null) else "other" for g in genes],
+                "direction": direction.to_numpy(),
+                "log2fc": log2fc.to_numpy(),
+            }
+        ),
+        paths["truth_genes"],
+    )
     with io.atomic_path(paths["groups"]) as tmp:
-        tmp.write_text(f"{PLANTED_SET}\tfold change {fold_change:g} in {conditions[1]} (half up, half down)\t"
-                       + "\t".join(planted) + "\n"
-                       + f"{NULL_SET}\tunchanged genes, matched in expression\t" + "\t".join(null) + "\n")
+        tmp.write_text(
+            f"{PLANTED_SET}\tfold change {fold_change:g} in {conditions[1]} (half up, half down)\t"
+            + "\t".join(planted)
+            + "\n"
+            + f"{NULL_SET}\tunchanged genes, matched in expression\t"
+            + "\t".join(null)
+            + "\n"
+        )
     paths["fastq"] = {u["sample"]: [] for u in units}
     for u in units:
         paths["fastq"][u["sample"]].append((Path(u["fq1"]), Path(u["fq2"])))
@@ -306,10 +389,19 @@ def main(argv=None):
     parser.add_argument("--planted", type=int, default=12, help="genes with a planted fold change")
     parser.add_argument("--fold-change", type=float, default=4.0)
     parser.add_argument("--read-length", type=int, default=75)
-    parser.add_argument("--background", type=float, default=0.05,
-                        help="fraction of read pairs from outside the transcriptome (unmapped)")
-    parser.add_argument("--low-mapping", action="append", default=[], metavar="SAMPLE=FRACTION",
-                        help="give one sample this background fraction (repeatable), e.g. S03=0.6")
+    parser.add_argument(
+        "--background",
+        type=float,
+        default=0.05,
+        help="fraction of read pairs from outside the transcriptome (unmapped)",
+    )
+    parser.add_argument(
+        "--low-mapping",
+        action="append",
+        default=[],
+        metavar="SAMPLE=FRACTION",
+        help="give one sample this background fraction (repeatable), e.g. S03=0.6",
+    )
     parser.add_argument("--units-per-sample", type=int, default=1)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
@@ -320,10 +412,19 @@ def main(argv=None):
             low_mapping[name] = float(fraction)
         except ValueError:
             parser.error(f"--low-mapping expects SAMPLE=FRACTION, got {item!r}")
-    paths = simulate_cohort(args.out_dir, n_per_condition=args.samples_per_condition, n_genes=args.genes,
-                            planted_genes=args.planted, fold_change=args.fold_change, reads_per_sample=args.reads,
-                            read_length=args.read_length, background=args.background, low_mapping=low_mapping,
-                            units_per_sample=args.units_per_sample, seed=args.seed)
+    paths = simulate_cohort(
+        args.out_dir,
+        n_per_condition=args.samples_per_condition,
+        n_genes=args.genes,
+        planted_genes=args.planted,
+        fold_change=args.fold_change,
+        reads_per_sample=args.reads,
+        read_length=args.read_length,
+        background=args.background,
+        low_mapping=low_mapping,
+        units_per_sample=args.units_per_sample,
+        seed=args.seed,
+    )
     for key, value in paths.items():
         if key != "fastq":
             print(f"{key}\t{value}")

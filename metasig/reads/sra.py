@@ -20,7 +20,8 @@ def _run(cmd, accession):
         said = [line for line in (done.stderr + done.stdout).splitlines() if "err" in line.lower()]
         detail = f"exit status {done.returncode}" + (f": {said[-1].strip()}" if said else "")
         raise InputError(
-            accession, "sra",
+            accession,
+            "sra",
             f"{cmd[0]} could not fetch it from the Sequence Read Archive ({detail}). Is this "
             "machine offline? Download the FASTQ files elsewhere and list them as fq1/fq2 in the units sheet.",
         )
@@ -30,7 +31,11 @@ def fetch(accession: str, fastq_out: list, workdir) -> None:
     """Write `fastq_out` = [R1.fastq.gz, R2.fastq.gz] for a paired run; nothing is left on failure."""
     for tool in ("prefetch", "fasterq-dump"):
         if shutil.which(tool) is None:
-            raise InputError(accession, "sra", f"'{tool}' (sra-toolkit) is not installed; run `make bootstrap` as root or use the sra conda env")
+            raise InputError(
+                accession,
+                "sra",
+                f"'{tool}' (sra-toolkit) is not installed; run `make bootstrap` as root or use the sra conda env",
+            )
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     try:
@@ -39,7 +44,9 @@ def fetch(accession: str, fastq_out: list, workdir) -> None:
         for mate, out in zip((1, 2), fastq_out):
             raw = workdir / f"{accession}_{mate}.fastq"
             if not raw.is_file():
-                raise InputError(accession, "sra", f"fasterq-dump wrote no mate {mate}: is {accession} a paired-end run?")
+                raise InputError(
+                    accession, "sra", f"fasterq-dump wrote no mate {mate}: is {accession} a paired-end run?"
+                )
             tmp = Path(f"{out}.tmp")
             with raw.open("rb") as src, gzip.open(tmp, "wb", compresslevel=1) as dst:
                 shutil.copyfileobj(src, dst)

@@ -139,7 +139,9 @@ def _describe(error, row, schema):
         given = [k for k in READ_SOURCES if k in row]
         if not given:
             return "fq1", "no reads given: fill fq1 (and fq2 if paired-end), or sra, or bam"
-        return "/".join(given), f"{' and '.join(given)} are both given; a unit takes exactly one of fq1 (+ fq2), sra or bam"
+        return "/".join(
+            given
+        ), f"{' and '.join(given)} are both given; a unit takes exactly one of fq1 (+ fq2), sra or bam"
     if kind == "dependentRequired":
         return "fq2", "fq2 is given without fq1 (a single-end unit uses fq1; fq2 only holds second mates)"
     field = ".".join(str(p) for p in error.absolute_path) or "(row)"
@@ -154,8 +156,12 @@ def _check_unique_units(rows, where):
     for number, row in enumerate(rows, start=1):
         key = (row["sample"], row["unit"])
         if key in first:
-            raise InputError(where, "unit", f"{_label(number, row)}: unit '{key[1]}' of sample '{key[0]}' is listed "
-                             f"twice (also row {first[key]}); the units of a sample need distinct names")
+            raise InputError(
+                where,
+                "unit",
+                f"{_label(number, row)}: unit '{key[1]}' of sample '{key[0]}' is listed "
+                f"twice (also row {first[key]}); the units of a sample need distinct names",
+            )
         first[key] = number
 
 
@@ -163,13 +169,21 @@ def _check_samples(rows, samples, where):
     known = set(samples)
     for number, row in enumerate(rows, start=1):
         if row["sample"] not in known:
-            raise InputError(where, "sample", f"{_label(number, row)}: sample '{row['sample']}' is not in the "
-                             f"sample sheet (its samples: {_few(samples)})")
+            raise InputError(
+                where,
+                "sample",
+                f"{_label(number, row)}: sample '{row['sample']}' is not in the "
+                f"sample sheet (its samples: {_few(samples)})",
+            )
     with_units = {row["sample"] for row in rows}
     without = [s for s in samples if s not in with_units]
     if without:
-        raise InputError(where, "sample", f"{len(without)} sample(s) of the sample sheet have no unit: {_few(without)}; "
-                         "add their reads here or drop them from the sample sheet")
+        raise InputError(
+            where,
+            "sample",
+            f"{len(without)} sample(s) of the sample sheet have no unit: {_few(without)}; "
+            "add their reads here or drop them from the sample sheet",
+        )
 
 
 def _check_layouts(rows, where):
@@ -183,11 +197,19 @@ def _check_layouts(rows, where):
         earlier = seen.setdefault(row["sample"], (kind, number))
         clash = {earlier[0], kind}
         if "bam" in clash and len(clash) > 1:
-            raise InputError(where, "bam", f"{_label(number, row)}: sample '{row['sample']}' mixes BAM and FASTQ units "
-                             f"(see row {earlier[1]}); a sample's units are either all aligned (bam) or all reads")
+            raise InputError(
+                where,
+                "bam",
+                f"{_label(number, row)}: sample '{row['sample']}' mixes BAM and FASTQ units "
+                f"(see row {earlier[1]}); a sample's units are either all aligned (bam) or all reads",
+            )
         if len(clash) > 1:
-            raise InputError(where, "fq2", f"{_label(number, row)}: sample '{row['sample']}' mixes paired-end and "
-                             f"single-end units (see row {earlier[1]}); salmon quantifies one layout per sample")
+            raise InputError(
+                where,
+                "fq2",
+                f"{_label(number, row)}: sample '{row['sample']}' mixes paired-end and "
+                f"single-end units (see row {earlier[1]}); salmon quantifies one layout per sample",
+            )
 
 
 def _resolve(value, base):
@@ -207,8 +229,12 @@ def _check_files(rows, base, where):
                 raise InputError(where, field, f"{_label(number, row)}: file not found: {row[field]}{looked}")
             key = full.resolve()
             if key in used:
-                raise InputError(where, field, f"{_label(number, row)}: {row[field]} is already given as "
-                                 f"{used[key]}; each file holds the reads of one unit and one mate")
+                raise InputError(
+                    where,
+                    field,
+                    f"{_label(number, row)}: {row[field]} is already given as "
+                    f"{used[key]}; each file holds the reads of one unit and one mate",
+                )
             used[key] = f"{field} of row {number}"
 
 
@@ -248,8 +274,12 @@ class _Fastq:
                 seqs.append(record.sequence)
                 quals.append(record.quality)
         except UnicodeDecodeError as exc:
-            raise InputError(self.where, "(record)", f"record {self.reads + len(quals) + 1}: a byte that is not "
-                             f"text ({exc.object[exc.start:exc.end]!r}); not a FASTQ file or a corrupt one") from exc
+            raise InputError(
+                self.where,
+                "(record)",
+                f"record {self.reads + len(quals) + 1}: a byte that is not "
+                f"text ({exc.object[exc.start : exc.end]!r}); not a FASTQ file or a corrupt one",
+            ) from exc
         except ValueError as exc:
             raise self._parse_error(exc, self.reads + len(quals) + 1) from exc
         self._check(seqs, quals)
@@ -258,11 +288,19 @@ class _Fastq:
     def _parse_error(self, exc, number):
         text = str(exc)
         if "truncated quality" in text:
-            return InputError(self.where, "quality", f"record {number}: the quality string and the sequence differ "
-                              "in length (or the file ends inside this record)")
+            return InputError(
+                self.where,
+                "quality",
+                f"record {number}: the quality string and the sequence differ "
+                "in length (or the file ends inside this record)",
+            )
         if "unknown problem parsing" in text:
-            return InputError(self.where, "(file)", f"record {number}: cannot be read: the file ends early or is "
-                              f"corrupt (a truncated gzip or download?) after {number - 1} complete record(s)")
+            return InputError(
+                self.where,
+                "(file)",
+                f"record {number}: cannot be read: the file ends early or is "
+                f"corrupt (a truncated gzip or download?) after {number - 1} complete record(s)",
+            )
         return InputError(self.where, "(file)", f"record {number}: cannot be parsed: {text}")
 
     def _check(self, seqs, quals):
@@ -273,26 +311,39 @@ class _Fastq:
             qual = "".join(quals)
         except TypeError:  # a record without qualities: kseq parsed it as FASTA
             k = next(i for i, q in enumerate(quals) if q is None)
-            raise InputError(self.where, "quality", f"record {first + k}: no quality line (a FASTA record, or a "
-                             "record without its '+' line)") from None
+            raise InputError(
+                self.where,
+                "quality",
+                f"record {first + k}: no quality line (a FASTA record, or a record without its '+' line)",
+            ) from None
         lengths = list(map(len, quals))  # kseq has already checked len(quality) == len(sequence)
         short, longest = min(lengths), max(lengths)
         if short < self.min_length:
             k = next(i for i, n in enumerate(lengths) if n < self.min_length)
-            raise InputError(self.where, "sequence", f"record {first + k}: read of length {lengths[k]}, shorter than "
-                             f"the minimum {self.min_length}")
+            raise InputError(
+                self.where,
+                "sequence",
+                f"record {first + k}: read of length {lengths[k]}, shorter than the minimum {self.min_length}",
+            )
         if "".join(seqs).encode("utf-8").translate(None, _SEQ_LETTERS):
             k = next(i for i, s in enumerate(seqs) if s.encode("utf-8").translate(None, _SEQ_LETTERS))
             letter = next(c for c in seqs[k] if c.encode("utf-8") not in _SEQ_LETTERS)
-            raise InputError(self.where, "sequence", f"record {first + k}: character {letter!r} in the sequence "
-                             "(expected nucleotide letters A, C, G, T, N or other IUPAC codes)")
+            raise InputError(
+                self.where,
+                "sequence",
+                f"record {first + k}: character {letter!r} in the sequence "
+                "(expected nucleotide letters A, C, G, T, N or other IUPAC codes)",
+            )
         if qual:
             codes = np.frombuffer(qual.encode("utf-8"), dtype=np.uint8)  # non-ASCII encodes to bytes > 127
             low, high = int(codes.min()), int(codes.max())
             if low < PHRED33_LOW or high > PHRED33_HIGH:
                 k, char = next((i, c) for i, q in enumerate(quals) for c in q if not "!" <= c <= "~")
-                raise InputError(self.where, "quality", f"record {first + k}: quality character {char!r} outside the "
-                                 "Phred+33 range '!'..'~'")
+                raise InputError(
+                    self.where,
+                    "quality",
+                    f"record {first + k}: quality character {char!r} outside the Phred+33 range '!'..'~'",
+                )
             self.qual_low, self.qual_high = min(self.qual_low, low), max(self.qual_high, high)
         self.reads += len(quals)
         self.bases += len(qual)
@@ -313,9 +364,13 @@ class _Fastq:
         if self.reads == 0:
             raise InputError(self.where, "(file)", "no FASTQ records: the file is empty")
         if self.qual_low >= ord("@") and self.qual_high > ord("J"):
-            raise InputError(self.where, "quality", f"quality characters span {chr(self.qual_low)!r}..{chr(self.qual_high)!r} "
-                             "(none below '@', some above 'J'): this looks like Phred+64 (Illumina 1.3-1.7), which "
-                             "is not supported; convert it to Phred+33 first (e.g. seqtk seq -Q64 -V)")
+            raise InputError(
+                self.where,
+                "quality",
+                f"quality characters span {chr(self.qual_low)!r}..{chr(self.qual_high)!r} "
+                "(none below '@', some above 'J'): this looks like Phred+64 (Illumina 1.3-1.7), which "
+                "is not supported; convert it to Phred+33 first (e.g. seqtk seq -Q64 -V)",
+            )
         has_quality = self.qual_high > 0
         return {
             "reads": self.reads,
@@ -358,8 +413,12 @@ def _check_start(path, where):
 def _check_gzip_name(path, where, magic):
     """A name ending in .gz promises gzip: tools that trust the name (salmon, fastp) would fail later."""
     if Path(path).name.lower().endswith(".gz") and magic[:2] != b"\x1f\x8b":
-        raise InputError(where, "(file)", "the name ends in .gz but the file is not gzip-compressed; "
-                         "compress it with gzip, or drop the .gz from its name (and from the sheet)")
+        raise InputError(
+            where,
+            "(file)",
+            "the name ends in .gz but the file is not gzip-compressed; "
+            "compress it with gzip, or drop the .gz from its name (and from the sheet)",
+        )
 
 
 # ---- transcriptome and transcript -> gene map --------------------------------------------------
@@ -413,12 +472,18 @@ def check_transcript_ids(transcriptome, tx2gene=None, gtf=None, max_unmatched=MA
             hint = "; the FASTA headers hold '|'-separated fields (GENCODE style): cut them to the transcript ID"
         elif {_VERSION.sub("", i) for i in unmatched[:100]} & {_VERSION.sub("", m) for m in mapped}:
             hint = "; they match once version suffixes (.N) are ignored: use the map and the FASTA of the same release"
-        share = (f"none of the transcriptome's {len(ids)} IDs is" if len(unmatched) == len(ids)
-                 else f"{len(unmatched)} of the transcriptome's {len(ids)} IDs are not")
-        raise InputError(transcriptome, "transcript IDs",
-                         f"{share} in the transcript-to-gene map {mapping} "
-                         f"(more than {max_unmatched:.0%} unmatched; e.g. FASTA {_few(unmatched, 3)}; map "
-                         f"{_few(sorted(mapped)[:3], 3)}){hint}")
+        share = (
+            f"none of the transcriptome's {len(ids)} IDs is"
+            if len(unmatched) == len(ids)
+            else f"{len(unmatched)} of the transcriptome's {len(ids)} IDs are not"
+        )
+        raise InputError(
+            transcriptome,
+            "transcript IDs",
+            f"{share} in the transcript-to-gene map {mapping} "
+            f"(more than {max_unmatched:.0%} unmatched; e.g. FASTA {_few(unmatched, 3)}; map "
+            f"{_few(sorted(mapped)[:3], 3)}){hint}",
+        )
     return {"transcripts": len(ids), "unmatched": len(unmatched)}
 
 
@@ -455,15 +520,23 @@ def check_pair(fq1, fq2, min_length=1) -> dict:
             if n1 != n2:
                 one.drain()
                 two.drain()
-                raise InputError(fq2, "records", f"{two.reads} record(s), but the first-mate file {fq1} has {one.reads}; "
-                                 "the two files of a pair must hold the same reads in the same order")
+                raise InputError(
+                    fq2,
+                    "records",
+                    f"{two.reads} record(s), but the first-mate file {fq1} has {one.reads}; "
+                    "the two files of a pair must hold the same reads in the same order",
+                )
             if not n1:
                 break
             if names1 != names2 and _strip_mates(names1) != _strip_mates(names2):
                 for k, (a, b) in enumerate(zip(names1, names2)):
                     if _mate_name(a) != _mate_name(b):
-                        raise InputError(fq2, "name", f"record {before + k + 1}: read name {b!r} does not match {a!r} "
-                                         f"(record {before + k + 1} of {fq1}); mates must be in the same order")
+                        raise InputError(
+                            fq2,
+                            "name",
+                            f"record {before + k + 1}: read name {b!r} does not match {a!r} "
+                            f"(record {before + k + 1} of {fq1}); mates must be in the same order",
+                        )
         mate1, mate2 = one.stats(), two.stats()
     bases = mate1["bases"] + mate2["bases"]
     return {
@@ -512,10 +585,15 @@ def _check_unit(row, base_dir, sheet):
         else:
             stats = check_fastq(_resolve(row["fq1"], base))
     except InputError as err:
-        raise InputError(err.file, err.field, f"{err.problem} [sample {row['sample']}, unit {row['unit']} "
-                         f"of {sheet}]") from err
-    return {"sample": row["sample"], "unit": row["unit"], "layout": "paired" if paired else "single",
-            **{k: stats[k] for k in UNIT_STATS[3:]}}
+        raise InputError(
+            err.file, err.field, f"{err.problem} [sample {row['sample']}, unit {row['unit']} of {sheet}]"
+        ) from err
+    return {
+        "sample": row["sample"],
+        "unit": row["unit"],
+        "layout": "paired" if paired else "single",
+        **{k: stats[k] for k in UNIT_STATS[3:]},
+    }
 
 
 # ---- BAM -------------------------------------------------------------------------------------
@@ -553,35 +631,50 @@ def check_bam(path) -> dict:
         header = bam.header.to_dict()
     references = header.get("SQ") or []
     if not references:
-        raise InputError(where, "@SQ", "the header has no @SQ lines (reference sequences); was it written without "
-                         "its header?")
+        raise InputError(
+            where, "@SQ", "the header has no @SQ lines (reference sequences); was it written without its header?"
+        )
     order = (header.get("HD") or {}).get("SO")
     if order != "coordinate":
-        raise InputError(where, "@HD SO", f"not coordinate-sorted: sort with samtools sort (the header says "
-                         f"SO:{order or '(none)'})")
+        raise InputError(
+            where, "@HD SO", f"not coordinate-sorted: sort with samtools sort (the header says SO:{order or '(none)'})"
+        )
     index, created = _index_of(path), False
     if index is None:
         index, created = _build_index(path, where, references), True
     with _open_bam(path, where) as bam:
         if not bam.has_index():
             raise InputError(where, "(index)", f"htslib does not find the index {index}")
-        return {"n_references": bam.nreferences, "mapped": bam.mapped, "unmapped": bam.unmapped,
-                "index": str(index), "index_created": created}
+        return {
+            "n_references": bam.nreferences,
+            "mapped": bam.mapped,
+            "unmapped": bam.unmapped,
+            "index": str(index),
+            "index_created": created,
+        }
 
 
 def _build_index(path, where, references):
     folder = path.parent
     if not os.access(folder, os.W_OK):
-        raise InputError(where, "(index)", f"no index (.bai/.csi) beside the BAM and its folder {folder} is not "
-                         f"writable; run samtools index on it where you can write")
+        raise InputError(
+            where,
+            "(index)",
+            f"no index (.bai/.csi) beside the BAM and its folder {folder} is not "
+            f"writable; run samtools index on it where you can write",
+        )
     csi = max(int(r.get("LN", 0)) for r in references) >= 1 << 29  # BAI cannot address longer references
     target = Path(f"{path}.csi" if csi else f"{path}.bai")
     try:
         with io.atomic_path(target) as tmp:
             pysam.index(*(["-c"] if csi else []), "-o", str(tmp), str(path))
     except pysam.SamtoolsError as exc:
-        raise InputError(where, "(index)", "samtools index failed: the records are probably not in coordinate "
-                         "order although the header says SO:coordinate; sort with samtools sort") from exc
+        raise InputError(
+            where,
+            "(index)",
+            "samtools index failed: the records are probably not in coordinate "
+            "order although the header says SO:coordinate; sort with samtools sort",
+        ) from exc
     except OSError as exc:
         raise InputError(where, "(index)", f"cannot write the index {target}: {exc}") from exc
     return target

@@ -72,8 +72,14 @@ class Server:
         self.repo = Repository(settings.registry)
         self.metrics = Metrics()
         max_bytes = None if settings.max_memory_mb is None else int(settings.max_memory_mb * 2**20)
-        self.cache = ModelCache(ServedModel.load, settings.max_models, max_bytes, self.metrics,
-                                sizer=size_before_load, failure_ttl=settings.failure_ttl)
+        self.cache = ModelCache(
+            ServedModel.load,
+            settings.max_models,
+            max_bytes,
+            self.metrics,
+            sizer=size_before_load,
+            failure_ttl=settings.failure_ttl,
+        )
         self.max_body = int(settings.max_body_mb * 2**20)
         self.metrics.registered.set(sum(len(v) for v in self.repo.entries.values()))
 
@@ -111,8 +117,9 @@ class Server:
                         raise ProtocolError(f"request body exceeds the limit of {limit} bytes", 413)
                     chunks.append(chunk)
         except TimeoutError:
-            raise ProtocolError(f"request body not received within {self.settings.body_timeout:g} s "
-                                f"({total} bytes arrived)", 408) from None
+            raise ProtocolError(
+                f"request body not received within {self.settings.body_timeout:g} s ({total} bytes arrived)", 408
+            ) from None
         body = b"".join(chunks)
         if encoding in ("", "identity"):
             return body
@@ -186,8 +193,13 @@ async def ready(server, request):
 
 @endpoint
 async def server_metadata(server, request):
-    return ok({"name": "metasig", "version": _version(),
-               "extensions": ["model_repository", "binary_tensor_data", "sagemaker_invocations"]})
+    return ok(
+        {
+            "name": "metasig",
+            "version": _version(),
+            "extensions": ["model_repository", "binary_tensor_data", "sagemaker_invocations"],
+        }
+    )
 
 
 @endpoint
@@ -212,10 +224,17 @@ async def model_config(server, request):
     p = request.path_params
     entry = server.resolve(request, p["name"], p.get("version"))
     model = await server.cache.get(entry)
-    return ok({"name": entry.name, "platform": model.metadata([])["platform"], "max_batch_size": 0,
-               "input": [{"name": f, "data_type": "TYPE_FP64", "dims": [-1]} for f in model.features],
-               "output": [{"name": o["name"], "data_type": "TYPE_" + o["datatype"], "dims": o["shape"]}
-                          for o in model.outputs]})
+    return ok(
+        {
+            "name": entry.name,
+            "platform": model.metadata([])["platform"],
+            "max_batch_size": 0,
+            "input": [{"name": f, "data_type": "TYPE_FP64", "dims": [-1]} for f in model.features],
+            "output": [
+                {"name": o["name"], "data_type": "TYPE_" + o["datatype"], "dims": o["shape"]} for o in model.outputs
+            ],
+        }
+    )
 
 
 @endpoint
@@ -223,8 +242,11 @@ async def model_ready(server, request):
     p = request.path_params
     entry = server.resolve(request, p["name"], p.get("version"))
     if entry.key not in server.cache:
-        return error(400, f"model {entry.name!r} version {entry.version!r} is not loaded; it loads on its first "
-                          f"inference or with POST /v2/repository/models/{entry.name}/load")
+        return error(
+            400,
+            f"model {entry.name!r} version {entry.version!r} is not loaded; it loads on its first "
+            f"inference or with POST /v2/repository/models/{entry.name}/load",
+        )
     return ok({"name": entry.name, "version": entry.version, "ready": True})
 
 
@@ -291,8 +313,14 @@ async def repository_index(server, request):
             loaded = (name, version) in server.cache
             if only_ready and not loaded:
                 continue
-            rows.append({"name": name, "version": version, "state": "READY" if loaded else "UNAVAILABLE",
-                         "reason": "" if loaded else "not loaded (loads on first request)"})
+            rows.append(
+                {
+                    "name": name,
+                    "version": version,
+                    "state": "READY" if loaded else "UNAVAILABLE",
+                    "reason": "" if loaded else "not loaded (loads on first request)",
+                }
+            )
     return ok(rows)
 
 
@@ -304,8 +332,10 @@ async def repository_load(server, request):
     if not isinstance(params, dict):
         raise ProtocolError("'parameters' must be an object")
     if "config" in params or any(str(k).startswith("file:") for k in params):
-        raise ProtocolError("uploading a model or its config is not supported: models come only from the "
-                            "registry (publish them through the workflow's gate)")
+        raise ProtocolError(
+            "uploading a model or its config is not supported: models come only from the "
+            "registry (publish them through the workflow's gate)"
+        )
     await server.cache.get(entry)
     return ok({})
 
@@ -351,8 +381,9 @@ class Observe:
 
         try:
             if self.expected is not None and scope["path"] not in OPEN_PATHS and not self._authorized(scope):
-                await error(401, "missing or wrong bearer token (Authorization: Bearer <token>)",
-                            {"www-authenticate": "Bearer"})(scope, receive, send_wrapper)
+                await error(
+                    401, "missing or wrong bearer token (Authorization: Bearer <token>)", {"www-authenticate": "Bearer"}
+                )(scope, receive, send_wrapper)
             else:
                 await self.app(scope, receive, send_wrapper)
         finally:
@@ -360,11 +391,19 @@ class Observe:
             model = state.get("model", "")
             self.server.metrics.observe(model, status[0], elapsed)
             if access_log.isEnabledFor(logging.INFO):
-                access_log.info(json.dumps({
-                    "ts": round(time.time(), 3), "method": scope.get("method"), "path": scope.get("path", "")[:256],
-                    "model": model or None, "status": status[0], "latency_ms": round(elapsed * 1000, 3),
-                    "client": (scope.get("client") or [None])[0],
-                }))
+                access_log.info(
+                    json.dumps(
+                        {
+                            "ts": round(time.time(), 3),
+                            "method": scope.get("method"),
+                            "path": scope.get("path", "")[:256],
+                            "model": model or None,
+                            "status": status[0],
+                            "latency_ms": round(elapsed * 1000, 3),
+                            "client": (scope.get("client") or [None])[0],
+                        }
+                    )
+                )
 
     def _authorized(self, scope):
         for key, value in scope["headers"]:
@@ -376,8 +415,9 @@ class Observe:
 
 
 async def _not_found(request, exc):
-    return error(exc.status_code, "no such endpoint" if exc.status_code == 404 else str(exc.detail),
-                 headers=exc.headers)
+    return error(
+        exc.status_code, "no such endpoint" if exc.status_code == 404 else str(exc.detail), headers=exc.headers
+    )
 
 
 def create_app(settings: Settings):

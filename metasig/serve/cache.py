@@ -107,8 +107,10 @@ class ModelCache:
 
     def _check_budget(self, entry, nbytes):
         if self.max_bytes is not None and nbytes > self.max_bytes:
-            raise TooLarge(f"model {entry.name!r} needs an estimated {nbytes / 2**20:.1f} MiB, more than "
-                           f"the whole memory budget ({self.max_bytes / 2**20:.1f} MiB)")
+            raise TooLarge(
+                f"model {entry.name!r} needs an estimated {nbytes / 2**20:.1f} MiB, more than "
+                f"the whole memory budget ({self.max_bytes / 2**20:.1f} MiB)"
+            )
 
     def forget_failures(self):
         """Called when the index changes: a republished model deserves a new try."""
@@ -135,8 +137,11 @@ class ModelCache:
         """Drop every loaded version of `name` (all models if None), or every key not in `keep`."""
         dropped = 0
         for key in list(self._models):
-            if (name is not None and key[0] == name) or (keep is not None and key not in keep) \
-                    or (name is None and keep is None):
+            if (
+                (name is not None and key[0] == name)
+                or (keep is not None and key not in keep)
+                or (name is None and keep is None)
+            ):
                 self._drop(key)
                 dropped += 1
         self._publish()

@@ -18,13 +18,16 @@ class Metrics:
     def __init__(self):
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter("metasig_requests", "HTTP requests by model and status",
-                                ["model", "status"], registry=r)
-        self.latency = Histogram("metasig_request_latency_seconds", "Request latency by model",
-                                 ["model"], buckets=_BUCKETS, registry=r)
+        self.requests = Counter(
+            "metasig_requests", "HTTP requests by model and status", ["model", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "metasig_request_latency_seconds", "Request latency by model", ["model"], buckets=_BUCKETS, registry=r
+        )
         self.loads = Counter("metasig_model_loads", "Models loaded into memory", registry=r)
-        self.load_failures = Counter("metasig_model_load_failures", "Model loads that failed (checksum, format)",
-                                     registry=r)
+        self.load_failures = Counter(
+            "metasig_model_load_failures", "Model loads that failed (checksum, format)", registry=r
+        )
         self.evictions = Counter("metasig_model_evictions", "Models evicted to stay within the budget", registry=r)
         self.cache_models = Gauge("metasig_cache_models", "Models currently loaded", registry=r)
         self.cache_bytes = Gauge("metasig_cache_bytes", "Estimated bytes of the loaded models", registry=r)

@@ -1,6 +1,6 @@
 """A loaded, servable model: the verified Artifact plus what the protocol needs to describe it.
 
-Loading goes through `metasig.artifacts.load_artifact`, which checks every sha256 in SHA256SUMS
+Loading goes through `metasig.learn.artifacts.load_artifact`, which checks every sha256 in SHA256SUMS
 before reading a byte of the model and reads only safe formats (XGBoost JSON, skops with an
 allowlist, Cox JSON; never pickle). What the server returns is exactly what the Artifact's own
 `predict_proba` / `predict_risk` return: either through them, or through a faster array path that
@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from metasig.artifacts import load_artifact
-from metasig.models import xgb_class_proba, xgb_margin
-from metasig.registry import read_sums
+from metasig.learn.artifacts import load_artifact
+from metasig.learn.models import xgb_class_proba, xgb_margin
+from metasig.publish.registry import read_sums
 
 log = logging.getLogger("metasig.serve")
 
@@ -53,8 +53,10 @@ def refuse_links(folder):
         raise RuntimeError(f"model folder {folder.name} is a symbolic link; refused")
     for path in sorted(folder.rglob("*")):
         if path.is_symlink():
-            raise RuntimeError(f"model folder holds a symbolic link, {path.relative_to(folder)}; refused "
-                               f"(copy the file into the folder instead)")
+            raise RuntimeError(
+                f"model folder holds a symbolic link, {path.relative_to(folder)}; refused "
+                f"(copy the file into the folder instead)"
+            )
 
 
 def size_before_load(entry):
@@ -75,8 +77,10 @@ class ServedModel:
         if self.task_kind == "survival":
             self.outputs = [{"name": "risk", "datatype": "FP64", "shape": [-1]}]
         else:
-            self.outputs = [{"name": "probabilities", "datatype": "FP64", "shape": [-1, len(self.classes)]},
-                            {"name": "label", "datatype": "BYTES", "shape": [-1]}]
+            self.outputs = [
+                {"name": "probabilities", "datatype": "FP64", "shape": [-1, len(self.classes)]},
+                {"name": "label", "datatype": "BYTES", "shape": [-1]},
+            ]
         self.output_names = [o["name"] for o in self.outputs]
 
     @classmethod
@@ -139,8 +143,12 @@ class ServedModel:
             if type(step) is SimpleImputer:
                 stats = np.asarray(step.statistics_, dtype=float)
                 missing = step.missing_values
-                if not (isinstance(missing, float) and np.isnan(missing)) or not np.isfinite(stats).all() \
-                        or step.add_indicator or stats.shape[0] != self.n_features:
+                if (
+                    not (isinstance(missing, float) and np.isnan(missing))
+                    or not np.isfinite(stats).all()
+                    or step.add_indicator
+                    or stats.shape[0] != self.n_features
+                ):
                     return None
                 continue  # inputs are finite: median imputation changes nothing
             if type(step) is StandardScaler:
@@ -183,8 +191,12 @@ class ServedModel:
         if steps is None:
             return
         rng = np.random.default_rng(0)
-        X = np.vstack([np.ones((1, self.n_features)), rng.normal(0.0, 1.0, (probes, self.n_features)) *
-                       rng.choice([0.1, 1.0, 10.0, 1000.0], (probes, 1))])
+        X = np.vstack(
+            [
+                np.ones((1, self.n_features)),
+                rng.normal(0.0, 1.0, (probes, self.n_features)) * rng.choice([0.1, 1.0, 10.0, 1000.0], (probes, 1)),
+            ]
+        )
         try:
             means = [mean for mean, _ in steps if mean is not None]
             if means:
@@ -198,8 +210,11 @@ class ServedModel:
             same = False
         if not same:
             self._fast = None
-            log.info("%s %s: fast path differs from the artifact's predictions; using the reference path",
-                     self.name, self.version)
+            log.info(
+                "%s %s: fast path differs from the artifact's predictions; using the reference path",
+                self.name,
+                self.version,
+            )
         else:
             self.predict(X[:1])  # warm the fast path's one-row case too
 
@@ -216,7 +231,9 @@ class ServedModel:
                 "model_kind": self.artifact.model_kind,
                 "classes": self.classes,
                 "positive": self.artifact.positive,
-                "features_input": {"shape": [-1, self.n_features],
-                                   "note": "or one tensor of any other name, columns in the inputs' order"},
+                "features_input": {
+                    "shape": [-1, self.n_features],
+                    "note": "or one tensor of any other name, columns in the inputs' order",
+                },
             },
         }

@@ -131,8 +131,9 @@ def inflate(body, limit, encoding):
         if not data:
             return b"".join(parts)
         if encoding != "gzip" or not data.startswith(b"\x1f\x8b"):
-            raise ProtocolError(f"request body has {len(data)} byte(s) after the compressed data that are not "
-                                f"another gzip member")
+            raise ProtocolError(
+                f"request body has {len(data)} byte(s) after the compressed data that are not another gzip member"
+            )
 
 
 def _short(value):
@@ -141,9 +142,10 @@ def _short(value):
 
 
 def _shape(raw, name):
-    if not isinstance(raw, list) or not 1 <= len(raw) <= 2 or \
-            not all(type(d) is int and 0 <= d <= 2**40 for d in raw):
-        raise ProtocolError(f"input {name!r}: shape must be [N] or [N, k] with non-negative integers, got {_short(raw)}")
+    if not isinstance(raw, list) or not 1 <= len(raw) <= 2 or not all(type(d) is int and 0 <= d <= 2**40 for d in raw):
+        raise ProtocolError(
+            f"input {name!r}: shape must be [N] or [N, k] with non-negative integers, got {_short(raw)}"
+        )
     return raw
 
 
@@ -231,11 +233,14 @@ def _parse_infer(body, header_length):
             if "data" in item:
                 raise ProtocolError(f"input {name!r}: give either data or binary_data_size, not both")
             if nbytes != count * dtype.itemsize:
-                raise ProtocolError(f"input {name!r}: shape {shape} of {datatype} needs {count * dtype.itemsize} "
-                                    f"bytes, binary_data_size says {nbytes}")
+                raise ProtocolError(
+                    f"input {name!r}: shape {shape} of {datatype} needs {count * dtype.itemsize} "
+                    f"bytes, binary_data_size says {nbytes}"
+                )
             if offset + nbytes > len(binary):
-                raise ProtocolError(f"input {name!r}: binary data ends after {len(binary)} bytes, "
-                                    f"{offset + nbytes} needed")
+                raise ProtocolError(
+                    f"input {name!r}: binary data ends after {len(binary)} bytes, {offset + nbytes} needed"
+                )
             values = np.frombuffer(binary, dtype=dtype, count=count, offset=offset).astype(np.float64)
             offset += nbytes
         else:
@@ -248,8 +253,10 @@ def _parse_infer(body, header_length):
         bad = ~np.isfinite(values)
         if bad.any():
             at = int(np.argmax(bad))
-            raise ProtocolError(f"input {name!r}: element {at} is {values[at]} (NaN and infinity are not accepted; "
-                                f"{datatype} overflows past {np.finfo(dtype).max:.3g})")
+            raise ProtocolError(
+                f"input {name!r}: element {at} is {values[at]} (NaN and infinity are not accepted; "
+                f"{datatype} overflows past {np.finfo(dtype).max:.3g})"
+            )
         tensors.append(Tensor(name, shape, values))
     if offset != len(binary):
         raise ProtocolError(f"{len(binary) - offset} byte(s) of binary data are not claimed by any input")
@@ -291,19 +298,22 @@ def assemble(model, request):
         if len(t.shape) != 2 or t.shape[1] != model.n_features:
             raise ProtocolError(
                 f"input {t.name!r} is not one of the model's features; as a feature matrix its shape must be "
-                f"[N, {model.n_features}] (columns: {_listing(model.features)}), got {t.shape}")
+                f"[N, {model.n_features}] (columns: {_listing(model.features)}), got {t.shape}"
+            )
         n = t.shape[0]
         if n == 0:
             raise ProtocolError("no rows to predict (N = 0)")
         return t.values.reshape(n, model.n_features)
     unknown = [t.name for t in inputs if t.name not in index]
     if unknown:
-        raise ProtocolError(f"unknown input(s) {_listing(unknown)}; model {model.name!r} takes "
-                            f"{_listing(model.features)}")
+        raise ProtocolError(
+            f"unknown input(s) {_listing(unknown)}; model {model.name!r} takes {_listing(model.features)}"
+        )
     if len(inputs) != model.n_features:
         missing = [f for f in model.features if f not in {t.name for t in inputs}]
-        raise ProtocolError(f"missing input(s) {_listing(missing)}: model {model.name!r} needs all "
-                            f"{model.n_features} features")
+        raise ProtocolError(
+            f"missing input(s) {_listing(missing)}: model {model.name!r} needs all {model.n_features} features"
+        )
     n = inputs[0].shape[0]
     X = np.empty((n, model.n_features), dtype=np.float64)
     for t in inputs:
@@ -338,8 +348,9 @@ def encode_response(model, request, results):
     else:
         unknown = [n for n, _ in wanted if n not in results]
         if unknown:
-            raise ProtocolError(f"unknown output(s) {_listing(unknown)}; model {model.name!r} gives "
-                                f"{_listing(model.output_names)}")
+            raise ProtocolError(
+                f"unknown output(s) {_listing(unknown)}; model {model.name!r} gives {_listing(model.output_names)}"
+            )
     outputs, blobs = [], []
     for name, flag in wanted:
         arr = results[name]
@@ -358,8 +369,10 @@ def encode_response(model, request, results):
     head = (_dumps(doc)[:-1] + ',"outputs":[' + ",".join(outputs) + "]}").encode()
     if not blobs:
         return head, {"content-type": "application/json"}
-    return head + b"".join(blobs), {"content-type": "application/octet-stream",
-                                    "inference-header-content-length": str(len(head))}
+    return head + b"".join(blobs), {
+        "content-type": "application/octet-stream",
+        "inference-header-content-length": str(len(head)),
+    }
 
 
 def _dumps(doc):
@@ -369,7 +382,7 @@ def _dumps(doc):
 def _dumps_list(values):
     """json.dumps(values.tolist()) in slices: one C call over a million floats would hold the GIL
     (and so the event loop) for ~100 ms."""
-    parts = [_dumps(values[i:i + CHUNK].tolist())[1:-1] for i in range(0, len(values), CHUNK)]
+    parts = [_dumps(values[i : i + CHUNK].tolist())[1:-1] for i in range(0, len(values), CHUNK)]
     return "[" + ",".join(p for p in parts if p) + "]"
 
 
@@ -403,8 +416,10 @@ def _parse_csv(body, model):
         values = [c.strip() for c in row]
         for v in values:
             if not _CSV_NUMBER.fullmatch(v):
-                raise ProtocolError(f"CSV row {r + 1} has {v[:40]!r}, which is not a number "
-                                    f"(write plain decimals such as 1000 or 1.5e3; no NaN or infinity)")
+                raise ProtocolError(
+                    f"CSV row {r + 1} has {v[:40]!r}, which is not a number "
+                    f"(write plain decimals such as 1000 or 1.5e3; no NaN or infinity)"
+                )
         X[r] = [float(v) for v in values] if order is None else [float(values[i]) for i in order]
     if not np.isfinite(X).all():
         raise ProtocolError("CSV values must be finite numbers (a value overflows a double)")
@@ -415,8 +430,10 @@ def _header_order(header, model):
     """Column positions of the model's features in a CSV header naming each of them once."""
     unknown = [c for c in header if c not in model.feature_index]
     if unknown:
-        raise ProtocolError(f"CSV header names column(s) the model does not take: {_listing(unknown)}; "
-                            f"model {model.name!r} takes {_listing(model.features)}")
+        raise ProtocolError(
+            f"CSV header names column(s) the model does not take: {_listing(unknown)}; "
+            f"model {model.name!r} takes {_listing(model.features)}"
+        )
     twice = sorted(c for c, n in Counter(header).items() if n > 1)
     if twice:
         raise ProtocolError(f"CSV header names {_listing(twice)} more than once")

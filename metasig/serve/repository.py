@@ -102,8 +102,9 @@ class Repository:
             self.entries, self.latest, self._raw, self._stamp = entries, latest, raw, stamp
             self.loaded_once = True
             self.reloads += 1
-            log.info("registry index loaded: %d model(s), %d version(s)", len(entries),
-                     sum(len(v) for v in entries.values()))
+            log.info(
+                "registry index loaded: %d model(s), %d version(s)", len(entries), sum(len(v) for v in entries.values())
+            )
             return True
 
     def _parse(self, index):
@@ -114,8 +115,13 @@ class Repository:
             if not isinstance(item, dict):
                 continue
             name, version, rel = item.get("name"), item.get("version"), _safe_relative(item.get("path"))
-            if not valid_name(name) or not isinstance(version, str) or not _VERSION.fullmatch(version) \
-                    or version == LATEST or rel is None:
+            if (
+                not valid_name(name)
+                or not isinstance(version, str)
+                or not _VERSION.fullmatch(version)
+                or version == LATEST
+                or rel is None
+            ):
                 log.warning("registry index: skipping malformed entry %.200r", item)
                 continue
             path = (self.root / rel).resolve()
@@ -123,22 +129,30 @@ class Repository:
                 log.warning("registry index: entry %s %s points outside the registry; skipped", name, version)
                 continue
             entries.setdefault(name, {})[version] = Entry(name, version, path, item)
-        latest = {n: v for n, v in (index.get("latest") or {}).items()
-                  if isinstance(n, str) and isinstance(v, str) and v in entries.get(n, {})}
+        latest = {
+            n: v
+            for n, v in (index.get("latest") or {}).items()
+            if isinstance(n, str) and isinstance(v, str) and v in entries.get(n, {})
+        }
         return entries, latest
 
     def resolve(self, name, version=None) -> Entry:
         """The entry for name + version; version None or "latest" means the latest alias."""
         if not valid_name(name):
-            raise BadName(f"invalid model name {name[:100]!r}: expected dataset.task.group.model "
-                          f"(letters, digits, '_', '.', '-')" if isinstance(name, str) else "invalid model name")
+            raise BadName(
+                f"invalid model name {name[:100]!r}: expected dataset.task.group.model (letters, digits, '_', '.', '-')"
+                if isinstance(name, str)
+                else "invalid model name"
+            )
         versions = self.entries.get(name)
         if not versions:
             raise NotFound(f"unknown model {name!r}; GET /v2/models lists the registered models")
         if version in (None, "", LATEST):
             if name not in self.latest:
-                raise NotFound(f"model {name!r} has no latest version (it failed its most recent gate); "
-                               f"ask for a version explicitly: {list(versions)}")
+                raise NotFound(
+                    f"model {name!r} has no latest version (it failed its most recent gate); "
+                    f"ask for a version explicitly: {list(versions)}"
+                )
             version = self.latest[name]
         elif not _VERSION.fullmatch(version):
             raise BadName(f"invalid version {version[:100]!r}")
@@ -154,10 +168,17 @@ class Repository:
         out = []
         for name, versions in sorted(self.entries.items()):
             last = next(reversed(versions.values())).record
-            out.append({"name": name, "versions": list(versions), "latest": self.latest.get(name),
-                        "kind": last.get("kind"), "model_kind": last.get("model_kind"),
-                        "n_features": self.n_inputs(next(reversed(versions.values()))),
-                        "n_features_used": last.get("n_features")})
+            out.append(
+                {
+                    "name": name,
+                    "versions": list(versions),
+                    "latest": self.latest.get(name),
+                    "kind": last.get("kind"),
+                    "model_kind": last.get("model_kind"),
+                    "n_features": self.n_inputs(next(reversed(versions.values()))),
+                    "n_features_used": last.get("n_features"),
+                }
+            )
         return out
 
     def n_inputs(self, entry):

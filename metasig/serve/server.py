@@ -50,15 +50,24 @@ class HeaderDeadline(H11Protocol):
             self.transport.close()
 
 
-def uvicorn_config(app, timeout_keep_alive=KEEP_ALIVE, header_timeout=HEADER_TIMEOUT,
-                   limit_concurrency=MAX_CONNECTIONS, **options):
+def uvicorn_config(
+    app, timeout_keep_alive=KEEP_ALIVE, header_timeout=HEADER_TIMEOUT, limit_concurrency=MAX_CONNECTIONS, **options
+):
     """The uvicorn Config `metasig serve` runs with (the tests use it too)."""
     import uvicorn
 
     protocol = type("HeaderDeadline", (HeaderDeadline,), {"header_timeout": header_timeout})
     # uvicorn's own access log is off: the app writes a structured line per request instead.
-    return uvicorn.Config(app, http=protocol, access_log=False, log_level="warning", server_header=False,
-                          timeout_keep_alive=timeout_keep_alive, limit_concurrency=limit_concurrency, **options)
+    return uvicorn.Config(
+        app,
+        http=protocol,
+        access_log=False,
+        log_level="warning",
+        server_header=False,
+        timeout_keep_alive=timeout_keep_alive,
+        limit_concurrency=limit_concurrency,
+        **options,
+    )
 
 
 def configure_logging(access=True):

@@ -1,0 +1,178 @@
+"""Input checks that run right after loading, before any training: every failure is an InputError
+naming the file and the field (column, sample or config key) and showing a few offending values."""
+
+import numpy as np
+import pandas as pd
+
+from metasig.errors import InputError
+from metasig.learn import tasks
+
+
+def _few(items, n=5):
+    items = [str(i) for i in items]
+    return ", ".join(items[:n]) + (", ..." if len(items) > n else "")
+
+
+def check_unique(ids, file, field, what):
+    """Raise if `ids` repeats a value."""
+    ids = pd.Index([str(i) for i in ids])
+    if ids.has_duplicates:
+        dups = ids[ids.duplicated()].unique()
+        raise InputError(file, field, f"duplicate {what} IDs: {_few(dups)} ({len(dups)} duplicated in all)")
+
+
+def check_same_samples(matrix_ids, sheet_ids, matrix_file, sheet_file):
+    """The matrix and the sample sheet must list the same samples: a sample missing on either side
+    usually means mismatched files or ID formats, and silently dropping it would hide that."""
+    matrix_ids = [str(s) for s in matrix_ids]
+    sheet_ids = [str(s) for s in sheet_ids]
+    in_sheet, in_matrix = set(sheet_ids), set(matrix_ids)
+    not_in_sheet = [s for s in matrix_ids if s not in in_sheet]
+    not_in_matrix = [s for s in sheet_ids if s not in in_matrix]
+    if not_in_sheet or not_in_matrix:
+        parts = []
+        if not_in_sheet:
+            parts.append(
+                f"{len(not_in_sheet)} matrix sample(s) missing from the sample sheet (e.g. {_few(not_in_sheet)})"
+            )
+        if not_in_matrix:
+            parts.append(
+                f"{len(not_in_matrix)} sample-sheet sample(s) not in the matrix {matrix_file} "
+                f"(e.g. {_few(not_in_matrix)})"
+            )
+        raise InputError(sheet_file, "sample", "; ".join(parts))
+
+
+def check_matrix(matrix, unit, matrix_file):
+    if matrix.shape[0] == 0 or matrix.shape[1] == 0:
+        raise InputError(
+            matrix_file, "(matrix)", f"the matrix is empty ({matrix.shape[0]} samples x {matrix.shape[1]} genes)"
+        )
+    check_unique(matrix.index, matrix_file, "sample", "sample")
+    check_unique(matrix.columns, matrix_file, "genes", "gene")
+    non_numeric = [c for c, t in matrix.dtypes.items() if not pd.api.types.is_numeric_dtype(t)]
+    if non_numeric:
+        raise InputError(
+            matrix_file, non_numeric[0], f"matrix column is not numeric (dtype {matrix[non_numeric[0]].dtype})"
+        )
+    values = matrix.to_numpy(dtype="float64")
+    bad = ~np.isfinite(values)
+    if bad.any():
+        j = int(np.flatnonzero(bad.any(axis=0))[0])
+        i = int(np.flatnonzero(bad[:, j])[0])
+        kind = "missing (NaN)" if np.isnan(values[i, j]) else "infinite"
+        raise InputError(
+            matrix_file,
+            matrix.columns[j],
+            f"{kind} value for sample {matrix.index[i]} ({int(bad.sum())} non-finite value(s) in "
+            f"{int(bad.any(axis=0).sum())} gene(s)); impute or drop them before metasig",
+        )
+    if unit == "counts" and (values < 0).any():
+        j = int(np.flatnonzero((values < 0).any(axis=0))[0])
+        i = int(np.flatnonzero(values[:, j] < 0)[0])
+        raise InputError(
+            matrix_file,
+            matrix.columns[j],
+            f"negative count {values[i, j]} for sample {matrix.index[i]}; unit 'counts' needs raw counts "
+            "(set unit to log2 if the values are already transformed)",
+        )
+
+
+def check_covariates(sheet, covariates, matrix_columns, tasks_cfg, sheet_file):
+    label_columns = {}
+    for tname, task in (tasks_cfg or {}).items():
+        for key in ("label", "time", "event"):
+            if key in task:
+                label_columns.setdefault(task[key], tname)
+    genes = set(map(str, matrix_columns))
+    for cov in covariates or []:
+        if cov not in sheet.columns:
+            raise InputError(
+                sheet_file, cov, f"covariate column not found in the sample sheet (columns: {_few(sheet.columns, 10)})"
+            )
+        if cov in label_columns:
+            raise InputError(
+                sheet_file,
+                cov,
+                f"covariate is the target of task '{label_columns[cov]}'; as a feature it would leak the answer",
+            )
+        if cov in genes:
+            raise InputError(sheet_file, cov, "covariate has the same name as a gene in the matrix")
+        col = sheet[cov]
+        if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
+            continue
+        converted = pd.to_numeric(col, errors="coerce")
+        bad = converted.isna() & col.notna()
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise InputError(
+                sheet_file,
+                cov,
+                f"covariate is not numeric (sample {sheet['sample'].iloc[i]}: {col.iloc[i]!r}); "
+                "encode it as numbers in the sample sheet",
+            )
+
+
+def _class_counts(sheet, task, sheet_file):
+    """Samples per stratum the folds are split on: each class as written, or for survival the
+    events (censored samples may be missing from a fold; events may not, or its C-index is undefined)."""
+    samples, y = tasks.target(sheet, task, sheet_file)
+    if task["type"] == "survival":
+        return {"events (event = 1)": int(np.asarray(y["event"], dtype=bool).sum())}
+    if task["type"] == "binary":  # classes as written in the sheet, as tasks.target names them
+        from metasig.data.sources.labels import _text
+
+        written = tasks._cells(sheet.set_index(sheet["sample"].astype(str)).loc[samples], task["label"], task)
+        positive, others = _text(task["positive"]), sorted(set(written[y == 0].dropna()))
+        negative = others[0] if len(others) == 1 else f"not {positive}"
+        return {positive: int((y == 1).sum()), negative: int((y == 0).sum())}
+    return {str(k): int(v) for k, v in pd.Series(y).value_counts().items()}
+
+
+def check_folds(sheet, task, folds, sheet_file, where):
+    """Stratified outer folds need every class in every test part, and the inner folds run on an
+    outer training part, which holds as few as n - ceil(n / k) samples of a class of n.
+    folds: {"outer_folds": k, "inner_folds": m}; where: the task's config path."""
+    k, m = int(folds["outer_folds"]), int(folds["inner_folds"])
+    column = task["event"] if task["type"] == "survival" else task["label"]
+    for name, n in _class_counts(sheet, task, sheet_file).items():
+        if n < k:
+            raise InputError(
+                sheet_file,
+                column,
+                f"class '{name}' has {n} sample(s), fewer than outer_folds = {k} of task "
+                f"{where}: some outer test folds would have none of it; set cv.outer_folds to at most "
+                f"{n} (for all tasks, or in {where}.cv) or add samples",
+            )
+        smallest = n - -(-n // k)
+        if smallest < m:
+            fix = (
+                f"set cv.inner_folds to at most {smallest} or lower outer_folds"
+                if smallest >= 2
+                else "lower outer_folds or add samples"
+            )
+            raise InputError(
+                sheet_file,
+                column,
+                f"class '{name}' has {n} sample(s), so an outer training part ({k - 1} of "
+                f"{k} folds) holds as few as {smallest}, fewer than inner_folds = {m} of task {where}; {fix}",
+            )
+
+
+def check_dataset(matrix, sheet, dataset_cfg, matrix_file, sheet_file, min_per_class=2, folds=None, where="dataset"):
+    """All checks for one loaded dataset; returns None or raises InputError.
+    folds: {task: {"outer_folds", "inner_folds"}} to check the classes against (None: skip)."""
+    check_matrix(matrix, dataset_cfg.get("unit"), matrix_file)
+    if "sample" not in sheet.columns:
+        raise InputError(
+            sheet_file, "sample", f"the sample sheet needs a 'sample' column (columns: {_few(sheet.columns, 10)})"
+        )
+    if sheet["sample"].isna().any():
+        raise InputError(sheet_file, "sample", "a sample ID is empty")
+    check_unique(sheet["sample"], sheet_file, "sample", "sample")
+    check_same_samples(matrix.index, sheet["sample"], matrix_file, sheet_file)
+    check_covariates(sheet, dataset_cfg.get("covariates"), matrix.columns, dataset_cfg.get("tasks"), sheet_file)
+    for tname, task in (dataset_cfg.get("tasks") or {}).items():
+        tasks.target(sheet, task, sheet_file, min_per_class=min_per_class)
+        if folds and tname in folds:
+            check_folds(sheet, task, folds[tname], sheet_file, f"{where}.tasks.{tname}")

@@ -1,0 +1,60 @@
+"""Resolve configured gene groups against the genes a matrix actually has. Genes that are absent
+are reported, never silently dropped; a group with none of its genes present is an input error."""
+
+import re
+
+from metasig.errors import InputError
+
+
+def _few(items, n=5):
+    items = [str(i) for i in items]
+    return ", ".join(items[:n]) + (", ..." if len(items) > n else "")
+
+
+def _loose(gene):
+    """Case- and version-insensitive key (TP53 ~ tp53, ENSG00000141510.17 ~ ENSG00000141510)."""
+    return re.sub(r"\.\d+$", "", str(gene)).upper()
+
+
+def resolve(groups, features, file="config", field_prefix="gene_groups"):
+    """groups: name -> 'ALL' or a list of genes (metasig.config.expanded_groups).
+    Returns {name: {"genes": [present, in the group's order], "missing": [absent, in order]}};
+    'ALL' means every feature, in matrix order."""
+    features = [str(f) for f in features]
+    present = set(features)
+    loose = {}
+    for f in features:
+        loose.setdefault(_loose(f), f)
+    out = {}
+    for name, spec in groups.items():
+        if spec == "ALL":
+            out[name] = {"genes": list(features), "missing": []}
+            continue
+        wanted = list(dict.fromkeys(str(g) for g in spec))  # drop repeats, keep first position
+        genes = [g for g in wanted if g in present]
+        missing = [g for g in wanted if g not in present]
+        if not genes:
+            near = [f"{g}~{loose[_loose(g)]}" for g in missing if _loose(g) in loose]
+            hint = f"; IDs that differ only in case or version: {_few(near)}" if near else ""
+            raise InputError(
+                file,
+                f"{field_prefix}.{name}",
+                f"none of its {len(wanted)} genes are in the data (first few: {_few(wanted)}; "
+                f"the data has e.g. {_few(features)}){hint}",
+            )
+        out[name] = {"genes": genes, "missing": missing}
+    return out
+
+
+def missing_report(resolved):
+    """One line per group for the log: how many genes are present and which are missing (and the
+    set's name in its GMT file when it was renamed to a safe group name)."""
+    lines = []
+    for name, entry in resolved.items():
+        n_genes, n_missing = len(entry["genes"]), len(entry["missing"])
+        shown = f"{name} (GMT set '{entry['gmt_name']}')" if entry.get("gmt_name") else name
+        line = f"{shown}: {n_genes}/{n_genes + n_missing} genes present"
+        if n_missing:
+            line += f"; missing: {_few(entry['missing'], 20)}"
+        lines.append(line)
+    return "\n".join(lines)

@@ -1,0 +1,251 @@
+"""One training job: nested CV with bootstrap CIs, the permuted-label control, the final tuned fit,
+feature importance, and the job's output folder (metrics.json, timing.json, predictions.tsv,
+importance.tsv, model/).
+
+metrics.json is deterministic (identical bytes for identical inputs): sorted keys, floats rounded
+to 6 decimals, NaN written as null, no timings or paths; timings go to timing.json.
+"""
+
+import logging
+import math
+import time as clock
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from metasig import io
+from metasig.config import DEFAULT_CV
+from metasig.learn.metrics import bootstrap_ci, metric_fn_for
+from metasig.learn.nested_cv import final_fit, nested_cv
+
+log = logging.getLogger("metasig.learn.job")
+CV_KEYS = ("outer_folds", "outer_repeats", "inner_folds", "bootstrap", "permuted_repeats")
+DECIMALS = 6
+
+
+@dataclass
+class TrainResult:
+    metrics: dict  # {metric: {"estimate", "ci_low", "ci_high"}} of the real labels
+    permuted: dict  # the same for the permuted-label control
+    predictions: pd.DataFrame  # out-of-fold predictions, `control` = "real" | "permuted"
+    final: object  # pipeline fitted on all samples with the inner-CV best parameters
+    best_params: dict
+    importance: pd.DataFrame  # feature, importance (descending)
+    classes: list | None  # binary: [negative, positive] names; multiclass: labels; survival: None
+    fit_seconds: float  # wall time of the whole job (nested CV + control + final fit)
+    kind: str = "binary"
+    features: list = field(default_factory=list)
+    n_samples: int = 0
+    n_features: int = 0  # features the model uses (with in-fold VST, fewer than its inputs)
+    seed: int = 0
+    cv: dict = field(default_factory=dict)
+    positive: str | None = None
+    timing: dict = field(default_factory=dict)
+
+
+def train(
+    X: pd.DataFrame,
+    y,
+    task_cfg: dict,
+    model_cfg: dict,
+    cv: dict,
+    preprocessing: dict,
+    normalization: str,
+    seed: int,
+    class_names=None,
+    covariates=(),
+    subset=None,
+) -> TrainResult:
+    """Run one (dataset, task, group, model) job on features X (samples x features, named
+    columns) and target y as returned by `metasig.learn.tasks.target`.
+
+    `covariates` name columns of X that are not genes: normalization and gene filters skip them.
+    `subset`: with in-fold VST, X holds every gene and these positions among its gene columns are
+    the group's genes, kept after VST (see metasig.learn.preprocess.make_preprocessing).
+    Binary targets are 0/1; their class names are `class_names` if given, else
+    ["not <positive>", "<positive>"] from task_cfg["positive"].
+    The permuted-label control is `permuted_control`.
+    """
+    from metasig.learn import models
+
+    started = clock.perf_counter()
+    kind = task_cfg["type"]
+    cv = {**DEFAULT_CV, **(cv or {})}
+    y = np.asarray(y)
+    classes, positive = _classes(y, task_cfg, kind, class_names)
+    # cv["n_jobs"] parallelises the inner grid search; estimators stay single-threaded so the
+    # job uses n_jobs cores, not n_jobs squared.
+    pipeline, grid = models.build(
+        model_cfg,
+        kind,
+        preprocessing,
+        normalization,
+        seed,
+        n_jobs=1,
+        covariates=[c for c in covariates if c in X.columns],
+        subset=subset,
+    )
+    timing = {}
+
+    log.info(
+        "nested CV, real labels: %d samples x %d features, %s x %s outer folds",
+        len(y),
+        X.shape[1],
+        cv["outer_repeats"],
+        cv["outer_folds"],
+    )
+    t0 = clock.perf_counter()
+    real = nested_cv(pipeline, grid, X, y, kind, cv, seed)
+    timing["nested_cv_seconds"] = clock.perf_counter() - t0
+
+    log.info("permuted-label control: %s permutation(s) x %s outer folds", cv["permuted_repeats"], cv["outer_folds"])
+    t0 = clock.perf_counter()
+    permuted = permuted_control(pipeline, grid, X, y, kind, cv, seed)
+    timing["permuted_seconds"] = clock.perf_counter() - t0
+
+    t0 = clock.perf_counter()
+    # metric columns use the label strings of the fitted classes (0/1 for binary)
+    metric_fn = metric_fn_for(kind, None if kind == "survival" else [str(c) for c in np.unique(y)])
+    real_metrics = bootstrap_ci(real, metric_fn, int(cv["bootstrap"]), seed)
+    perm_metrics = bootstrap_ci(permuted, metric_fn, int(cv["bootstrap"]), seed)
+    timing["bootstrap_seconds"] = clock.perf_counter() - t0
+
+    headline = "c_index" if kind == "survival" else "roc_auc"
+    log.info("%s real %s, permuted %s", headline, _ci_text(real_metrics[headline]), _ci_text(perm_metrics[headline]))
+    log.info("final fit on all %d samples", len(y))
+    t0 = clock.perf_counter()
+    final, best_params = final_fit(pipeline, grid, X, y, kind, cv, seed)
+    timing["final_fit_seconds"] = clock.perf_counter() - t0
+    importance = _importance(models.feature_importance(final, list(map(str, X.columns))))
+
+    predictions = pd.concat([real.assign(control="real"), permuted.assign(control="permuted")], ignore_index=True)
+    predictions = predictions[["control"] + [c for c in predictions.columns if c != "control"]]
+    fit_seconds = clock.perf_counter() - started
+    timing["fit_seconds"] = fit_seconds
+    return TrainResult(
+        metrics=real_metrics,
+        permuted=perm_metrics,
+        predictions=predictions,
+        final=final,
+        best_params=models.jsonable_params(best_params),
+        importance=importance,
+        classes=classes,
+        fit_seconds=fit_seconds,
+        kind=kind,
+        features=list(map(str, X.columns)),
+        n_samples=len(y),
+        seed=int(seed),
+        n_features=X.shape[1] if subset is None else len(subset) + len(set(covariates) & set(X.columns)),
+        cv={k: int(cv[k]) for k in CV_KEYS},
+        positive=positive,
+        timing=timing,
+    )
+
+
+def permuted_control(pipeline, grid, X, y, kind, cv, seed):
+    """The same nested CV on shuffled labels, once per permutation (cv["permuted_repeats"]), each
+    with its own shuffle and outer split; averaging over permutations steadies the chance level.
+    Survival targets are structured rows, so (time, event) pairs move together."""
+    runs = []
+    for r in range(int(cv["permuted_repeats"])):
+        y_perm = y[np.random.default_rng(seed + r).permutation(len(y))]
+        run = nested_cv(pipeline, grid, X, y_perm, kind, {**cv, "outer_repeats": 1}, seed + r)
+        runs.append(run.assign(repeat=r))
+    return pd.concat(runs, ignore_index=True)
+
+
+def write_outputs(result: TrainResult, outdir, identity: dict, features, left_out=None):
+    """Write the job folder. identity: dataset, task, group, model, kind, model_kind (other keys,
+    such as seed and cv, are ignored: metrics.json records the seed and CV settings the result was
+    computed with). `features` must be the ordered columns the model was trained on. `left_out`:
+    {reason: [samples]} the task could not use (metasig.learn.tasks.left_out); metrics.json records
+    their count per reason and in all, for the leaderboard and the report."""
+    from metasig.learn.artifacts import save_artifact
+
+    outdir = Path(outdir)
+    features = [str(f) for f in features]
+    if result.features and features != result.features:
+        raise ValueError("features differ from the columns the model was trained on (order matters)")
+    kind = identity.get("kind", result.kind)
+    doc = {
+        **{k: identity[k] for k in ("dataset", "task", "group", "model", "model_kind")},
+        "kind": kind,
+        "n_samples": int(result.n_samples),
+        "n_left_out": sum(len(v) for v in (left_out or {}).values()),
+        "left_out": {reason: len(ids) for reason, ids in (left_out or {}).items()},
+        "n_features": int(result.n_features or len(features)),
+        "features": features,  # the model's inputs, in order
+        "metrics": result.metrics,
+        "permuted": result.permuted,
+        "best_params": result.best_params,
+        "cv": {k: int(result.cv[k]) for k in CV_KEYS},
+        "seed": int(result.seed),
+    }
+    if kind != "survival":
+        doc["classes"] = [str(c) for c in result.classes]
+    outdir.mkdir(parents=True, exist_ok=True)
+    io.write_json(clean_json(doc), outdir / "metrics.json")
+    io.write_json({k: round(float(v), 3) for k, v in result.timing.items()}, outdir / "timing.json")
+    _write_tsv(result.predictions, outdir / "predictions.tsv")
+    _write_tsv(result.importance, outdir / "importance.tsv")
+    save_artifact(
+        result.final,
+        outdir / "model",
+        features,
+        kind,
+        identity["model_kind"],
+        classes=result.classes,
+        positive=result.positive,
+    )
+
+
+def clean_json(value):
+    """JSON-safe, deterministic copy: floats rounded, NaN/inf -> None, numpy -> Python, tuples ->
+    lists, anything else unknown -> its repr."""
+    if isinstance(value, dict):
+        return {str(k): clean_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [clean_json(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return [clean_json(v) for v in value.tolist()]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return round(value, DECIMALS) if math.isfinite(value) else None
+    if value is None or isinstance(value, str):
+        return value
+    return repr(value)
+
+
+def _ci_text(ci):
+    text = f"{ci['estimate']:.3f} [{ci['ci_low']:.3f}, {ci['ci_high']:.3f}]"
+    if "pooled" in ci:  # ranking metrics: the estimate is the per-fold mean (metrics.bootstrap_ci)
+        text += f" (mean of {ci['folds_used']}/{ci['folds']} folds; pooled {ci['pooled']:.3f})"
+    return text
+
+
+def _classes(y, task_cfg, kind, class_names):
+    if kind == "survival":
+        return None, None
+    if kind == "binary":
+        positive = str(task_cfg["positive"])
+        names = [str(c) for c in class_names] if class_names is not None else [f"not {positive}", positive]
+        return names, names[1]
+    return [str(c) for c in np.unique(y)], None
+
+
+def _importance(raw):
+    if isinstance(raw, pd.Series):
+        raw = raw.rename("importance").rename_axis("feature").reset_index()
+    frame = pd.DataFrame(raw)[["feature", "importance"]]
+    return frame.sort_values("importance", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def _write_tsv(frame, path):
+    with io.atomic_path(path) as tmp:
+        frame.to_csv(tmp, sep="\t", index=False, float_format="%.10g")

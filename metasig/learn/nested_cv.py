@@ -1,0 +1,177 @@
+"""Nested cross-validation: honest out-of-fold predictions and the final tuned fit.
+
+The whole pipeline (normalization, filters, selection, scaling, estimator) is cloned and fitted
+inside each outer training fold, and tuned by an inner grid search on that fold only, so no
+statistic of a test sample ever reaches the model that scores it. Outer splits are repeated and
+stratified (survival: on the event indicator) and seeded, so results are reproducible.
+"""
+
+import logging
+import math
+import time as clock
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV, ParameterGrid, RepeatedStratifiedKFold, StratifiedKFold
+from sklearn.pipeline import Pipeline
+
+from metasig.learn import metrics
+
+log = logging.getLogger("metasig.learn.nested_cv")
+
+SCORING = {"binary": "roc_auc", "multiclass": "roc_auc_ovr", "survival": None}  # None: estimator.score = C-index
+FOLD_METRIC = {"binary": "roc_auc", "multiclass": "roc_auc", "survival": "c_index"}
+
+
+def nested_cv(pipeline, param_grid, X, y, task_kind, cv: dict, seed) -> pd.DataFrame:
+    """Out-of-fold predictions of RepeatedStratifiedKFold(outer_folds, outer_repeats, seed), each
+    fold tuned by GridSearchCV over StratifiedKFold(inner_folds, shuffle, seed) on its training part.
+
+    Returns one row per (repeat, sample): `repeat`, `fold`, `sample`, then binary `y_true`, `score`
+    (P(positive)); multiclass `y_true`, `proba_<class>`; survival `time`, `event`, `risk`,
+    `surv_<t>` (when the estimator gives survival functions).
+    """
+    X = _frame(X)
+    y = np.asarray(y)
+    samples = X.index.astype(str).to_numpy()
+    n_folds, n_repeats = int(cv["outer_folds"]), int(cv["outer_repeats"])
+    outer = RepeatedStratifiedKFold(n_splits=n_folds, n_repeats=n_repeats, random_state=seed)
+    classes = np.unique(y) if task_kind != "survival" else None
+    grid = survival_time_grid(*reversed(event_time(y))) if task_kind == "survival" else None
+    parts = []
+    for split, (train, test) in enumerate(outer.split(X, strata(y, task_kind))):
+        repeat, fold = divmod(split, n_folds)
+        started = clock.perf_counter()
+        model, best = _fit(pipeline, param_grid, X.iloc[train], y[train], task_kind, cv, seed)
+        part = _predict(model, X.iloc[test], y[test], task_kind, classes, grid)
+        part.insert(0, "sample", samples[test])
+        part.insert(0, "fold", fold)
+        part.insert(0, "repeat", repeat)
+        parts.append(part)
+        log.info(
+            "outer repeat %d/%d fold %d/%d: %s=%.3f, best %s (%.1f s)",
+            repeat + 1,
+            n_repeats,
+            fold + 1,
+            n_folds,
+            FOLD_METRIC[task_kind],
+            _fold_score(part, task_kind, classes),
+            _brief(best),
+            clock.perf_counter() - started,
+        )
+    return pd.concat(parts, ignore_index=True)
+
+
+def final_fit(pipeline, param_grid, X, y, task_kind, cv, seed):
+    """Fit on all samples, tuned by the inner CV; returns (fitted best pipeline, best_params)."""
+    return _fit(pipeline, param_grid, _frame(X), np.asarray(y), task_kind, cv, seed)
+
+
+def strata(y, task_kind):
+    """Labels to stratify folds on: the class, or for survival the event indicator."""
+    y = np.asarray(y)
+    return event_time(y)[0].astype(int) if task_kind == "survival" else y
+
+
+def event_time(y):
+    """(event bool, time float) of a structured survival target; fields by position, as in
+    scikit-survival (metasig names them 'event' and 'time')."""
+    event_field, time_field = y.dtype.names[:2]
+    return np.asarray(y[event_field], dtype=bool), np.asarray(y[time_field], dtype=float)
+
+
+def survival_time_grid(time, event, n=8):
+    """Evaluation times for survival probabilities and the integrated Brier score: n quantiles
+    between the 10th and 80th percentile of event times (inside every fold's follow-up), rounded
+    to 6 significant digits so that `surv_<t>` column names give the times back exactly."""
+    event_times = np.asarray(time, float)[np.asarray(event, bool)]
+    raw = np.percentile(event_times, np.linspace(10, 80, n))
+    return np.unique([float(f"{t:.6g}") for t in raw])
+
+
+def survival_probabilities(model, X, times):
+    """(n, len(times)) survival probabilities, or None if the model cannot give them.
+
+    Prefers a `predict_survival(X, times)` method of the final estimator (metasig.learn.models);
+    otherwise scikit-survival's `predict_survival_function`, with times clipped to each step
+    function's domain."""
+    if isinstance(model, Pipeline) and hasattr(model[-1], "predict_survival"):
+        Xt = model[:-1].transform(X) if len(model) > 1 else X
+        return np.asarray(model[-1].predict_survival(Xt, times), dtype=float)
+    if hasattr(model, "predict_survival"):
+        return np.asarray(model.predict_survival(X, times), dtype=float)
+    if hasattr(model, "predict_survival_function"):
+        out = np.empty((len(X), len(times)))
+        for i, fn in enumerate(model.predict_survival_function(X)):
+            low, high = fn.domain
+            out[i] = fn(np.clip(times, low, high))
+        return out
+    return None
+
+
+def _frame(X):
+    return X if isinstance(X, pd.DataFrame) else pd.DataFrame(np.asarray(X))
+
+
+def _fit(pipeline, param_grid, X, y, task_kind, cv, seed):
+    candidates = ParameterGrid(param_grid or {})
+    if len(candidates) <= 1:  # nothing to tune: skip the inner CV
+        best = dict(candidates[0]) if len(candidates) else {}
+        return clone(pipeline).set_params(**best).fit(X, y), best
+    inner = StratifiedKFold(n_splits=int(cv["inner_folds"]), shuffle=True, random_state=seed)
+    search = GridSearchCV(
+        clone(pipeline),
+        param_grid,
+        scoring=SCORING[task_kind],
+        cv=list(inner.split(X, strata(y, task_kind))),
+        refit=True,
+        n_jobs=int(cv.get("n_jobs", 1)),
+    )
+    search.fit(X, y)
+    return search.best_estimator_, dict(search.best_params_)
+
+
+def _predict(model, X, y, task_kind, classes, grid):
+    if task_kind == "survival":
+        event, time = event_time(y)
+        out = pd.DataFrame(
+            {"time": time, "event": event.astype(int), "risk": np.asarray(model.predict(X), dtype=float)}
+        )
+        surv = survival_probabilities(model, X, grid)
+        if surv is not None:
+            for j, t in enumerate(grid):
+                out[f"surv_{t:g}"] = surv[:, j]
+        return out
+    proba = np.asarray(model.predict_proba(X), dtype=float)
+    fitted = list(model.classes_)
+    if task_kind == "binary":
+        positive = classes[-1]  # 1 for the 0/1 targets of metasig.learn.tasks.target
+        return pd.DataFrame({"y_true": y, "score": proba[:, fitted.index(positive)]})
+    out = pd.DataFrame({"y_true": y.astype(str)})
+    for c in classes:  # a class missing from a training fold gets probability 0
+        out[f"proba_{c}"] = proba[:, fitted.index(c)] if c in fitted else 0.0
+    return out
+
+
+def _brief(best):
+    """Best parameters for a log line; swapped-in estimators (linear_sweep) by class name."""
+    if not best:
+        return "(no search)"
+    return {k: type(v).__name__ if hasattr(v, "get_params") else v for k, v in best.items()}
+
+
+def _fold_score(part, task_kind, classes):
+    try:
+        if task_kind == "survival":
+            return metrics.survival_metrics(part["time"], part["event"], part["risk"])["c_index"]
+        if task_kind == "binary":
+            return metrics.classification_metrics(part["y_true"].to_numpy(), part["score"].to_numpy(), list(classes))[
+                "roc_auc"
+            ]
+        cols = [f"proba_{c}" for c in classes]
+        return metrics.classification_metrics(
+            part["y_true"].to_numpy(), part[cols].to_numpy(), [str(c) for c in classes]
+        )["roc_auc"]
+    except ValueError:
+        return math.nan

@@ -1,0 +1,350 @@
+"""In-fold preprocessing: scikit-learn transformers that learn their parameters from the training
+fold only, so nothing about a test sample leaks into the model that scores it.
+
+All fitted state is plain numpy arrays and floats, so a fitted pipeline saves with skops and
+loads without trusting arbitrary objects.
+"""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy.stats import trim_mean
+from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
+from sklearn.compose import ColumnTransformer
+from sklearn.feature_selection import SelectKBest, SelectorMixin, f_classif
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+
+def _allow_nan_tags(tags):
+    tags.input_tags.allow_nan = True
+    return tags
+
+
+# ---- DESeq2 variance-stabilizing transformation ---------------------------------------------
+
+
+class DESeq2VST(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
+    """DESeq2 VST fitted on the training fold's raw counts (pydeseq2), applied to new samples.
+
+    Fit: pydeseq2 `DeseqDataSet.vst_fit()` (intercept-only design) on the training counts gives
+    the genes' log geometric means (median-of-ratios size factors) and the dispersion trend
+    (parametric a0 + a1/mean, or pydeseq2's mean-dispersion fallback when the trend does not
+    converge). Only those numbers are kept. Transform: size factor of each sample against the
+    *training* geometric means, then pydeseq2's VST formula with the *training* trend; so the
+    transform of a sample never depends on the other samples it is transformed with.
+
+    Two deliberate differences from `DeseqDataSet.vst_transform(counts)`: a new sample's size
+    factor is the median over the reference genes where that sample has a non-zero count (a zero
+    would enter pydeseq2's median as -inf); and when every training gene has a zero somewhere,
+    size factors use DESeq2's "poscounts" method (pydeseq2 would switch to iterative size factors,
+    which re-estimates them on the data being transformed: a train/test leak).
+    Counts are rounded to integers first (Salmon/tximport give estimated counts).
+    """
+
+    _method = "vst"  # the config's name for it, so messages name the method the user chose
+
+    def __init__(self, fit_type="parametric"):
+        self.fit_type = fit_type
+
+    def fit(self, X, y=None):
+        from pydeseq2.dds import DeseqDataSet
+
+        counts = self._counts(X, reset=True)
+        poscounts = bool((counts == 0).any(axis=0).all())
+        index = pd.Index([f"s{i}" for i in range(counts.shape[0])])
+        genes = pd.Index([f"g{j}" for j in range(counts.shape[1])])
+        dds = DeseqDataSet(
+            counts=pd.DataFrame(counts.astype(np.int64), index=index, columns=genes),
+            metadata=pd.DataFrame(index=index),
+            design=pd.DataFrame({"Intercept": 1.0}, index=index),
+            fit_type=self.fit_type,
+            size_factors_fit_type="poscounts" if poscounts else "ratio",
+            quiet=True,
+            n_cpus=1,
+        )
+        with warnings.catch_warnings():
+            # pydeseq2 warns when it falls back to the mean dispersion trend; we record it instead.
+            warnings.filterwarnings("ignore", message="The dispersion trend curve fitting did not converge")
+            dds.vst_fit()
+        self.size_factor_method_ = "poscounts" if poscounts else "ratio"
+        self.logmeans_ = np.asarray(dds.logmeans, dtype=float)
+        self.reference_genes_ = np.asarray(dds.filtered_genes, dtype=bool)
+        if poscounts:
+            self.reference_genes_ &= self.logmeans_ > 0
+        self.sf_scale_ = 1.0
+        raw = self._raw_size_factors(counts)
+        if poscounts:  # DESeq2 poscounts normalizes size factors to a geometric mean of 1
+            self.sf_scale_ = float(np.exp(np.mean(np.log(raw))))
+        self.vst_fit_type_ = dds.vst_fit_type
+        if self.vst_fit_type_ == "parametric":
+            self.trend_a0_, self.trend_a1_ = (float(c) for c in dds.uns["vst_trend_coeffs"])
+            self.mean_disp_ = np.nan
+        else:
+            disp = dds.var["vst_genewise_dispersions"]
+            usable = disp[disp > 10 * dds.min_disp]
+            self.mean_disp_ = float(trim_mean(usable, proportiontocut=0.001)) if len(usable) else np.nan
+            self.trend_a0_ = self.trend_a1_ = np.nan
+            if not np.isfinite(self.mean_disp_):
+                raise ValueError(
+                    f"DESeq2VST: no dispersion could be estimated from {counts.shape[1]} gene(s) and "
+                    f"{counts.shape[0]} samples (size factors from so few genes normalize the "
+                    "signal away); use more genes or normalization 'log2cpm'"
+                )
+        return self
+
+    def transform(self, X):
+        check_is_fitted(self, "logmeans_")
+        counts = self._counts(X, reset=False)
+        normed = counts / self.size_factors(counts)[:, None]
+        if self.vst_fit_type_ == "parametric":
+            a0, a1 = self.trend_a0_, self.trend_a1_
+            return np.log2((1 + a1 + 2 * a0 * normed + 2 * np.sqrt(a0 * normed * (1 + a1 + a0 * normed))) / (4 * a0))
+        d = self.mean_disp_
+        return (2 * np.arcsinh(np.sqrt(d * normed)) - np.log(d) - np.log(4)) / np.log(2)
+
+    def size_factors(self, counts):
+        """Size factors of (rounded) count rows against the training geometric means."""
+        sf = self._raw_size_factors(counts) / self.sf_scale_
+        bad = ~np.isfinite(sf) | (sf <= 0)
+        if bad.any():
+            raise ValueError(
+                f"{self._method} normalization: sample row {int(np.flatnonzero(bad)[0])} has no counts in any of the "
+                f"{int(self.reference_genes_.sum())} reference genes; cannot compute its size factor"
+            )
+        return sf
+
+    def _raw_size_factors(self, counts):
+        ref = counts[:, self.reference_genes_]
+        with np.errstate(divide="ignore"):
+            ratios = np.log(ref) - self.logmeans_[self.reference_genes_]
+        ratios[ref <= 0] = np.nan
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows are reported by the caller
+            return np.exp(np.nanmedian(ratios, axis=1))
+
+    def _counts(self, X, reset):
+        X = validate_data(self, X, reset=reset, dtype=np.float64, ensure_all_finite=True)
+        if (X < 0).any():
+            raise ValueError(
+                f"{self._method} normalization needs raw non-negative counts; found negative values. Covariates must "
+                "bypass VST (make_preprocessing(..., covariates=[...])), and log-scale data should "
+                "use normalization 'none'"
+            )
+        return np.rint(X)
+
+
+class MedianOfRatiosLog2(DESeq2VST):
+    """DESeq2's median-of-ratios size factors fitted on the training fold (geometric means of its
+    genes; DESeq2's "poscounts" when every gene has a zero), then log2(normalized count + 1).
+    The size factors correct library size *and* composition: when a few genes take a larger share
+    of the reads, CPM pushes every other gene down, median-of-ratios does not. No dispersion fit,
+    so it is cheap enough to refit in every fold and grid point."""
+
+    _method = "deseq2"
+
+    def __init__(self):
+        pass
+
+    def fit(self, X, y=None):
+        counts = self._counts(X, reset=True)
+        with np.errstate(divide="ignore"):
+            logs = np.log(counts)
+        self.logmeans_ = logs.mean(axis=0)
+        self.reference_genes_ = np.isfinite(self.logmeans_)
+        self.sf_scale_ = 1.0
+        self.size_factor_method_ = "ratio"
+        if not self.reference_genes_.any():  # every gene has a zero somewhere: DESeq2's poscounts
+            self.size_factor_method_ = "poscounts"
+            self.logmeans_ = np.where(counts > 0, logs, 0.0).sum(axis=0) / counts.shape[0]
+            self.reference_genes_ = self.logmeans_ > 0
+            self.sf_scale_ = float(np.exp(np.mean(np.log(self._raw_size_factors(counts)))))
+        return self
+
+    def transform(self, X):
+        check_is_fitted(self, "logmeans_")
+        counts = self._counts(X, reset=False)
+        return np.log2(counts / self.size_factors(counts)[:, None] + 1)
+
+
+# Normalizations fitted inside the training folds, on every gene of the library.
+IN_FOLD_NORMALIZATIONS = {"vst": DESeq2VST, "deseq2": MedianOfRatiosLog2}
+
+
+# ---- filters and selectors --------------------------------------------------------------------
+
+
+class ColumnSubset(SelectorMixin, BaseEstimator):
+    """Keep the columns at `indices`. After DESeq2VST, which needs every gene of the library to
+    estimate size factors, this narrows the transformed matrix to one gene group's genes."""
+
+    def __init__(self, indices=()):
+        self.indices = indices
+
+    def fit(self, X, y=None):
+        self.n_features_in_ = np.asarray(X).shape[1]
+        return self
+
+    def _get_support_mask(self):
+        mask = np.zeros(self.n_features_in_, dtype=bool)
+        mask[list(self.indices)] = True
+        return mask
+
+
+class _NanTolerantFilter(SelectorMixin, BaseEstimator):
+    """A feature filter whose fit sets `support_`; NaN (e.g. a missing covariate) is allowed."""
+
+    def _get_support_mask(self):
+        check_is_fitted(self, "support_")
+        return self.support_
+
+    def __sklearn_tags__(self):
+        return _allow_nan_tags(super().__sklearn_tags__())
+
+
+class MinMeanFilter(_NanTolerantFilter):
+    """Keep features whose training-fold mean is >= min_mean (NaN ignored)."""
+
+    def __init__(self, min_mean=None):
+        self.min_mean = min_mean
+
+    def fit(self, X, y=None):
+        X = validate_data(self, X, dtype=np.float64, ensure_all_finite="allow-nan")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN column -> NaN mean -> dropped
+            self.means_ = np.nanmean(X, axis=0)
+        if self.min_mean is None:
+            self.support_ = np.ones(X.shape[1], dtype=bool)
+        else:
+            self.support_ = self.means_ >= self.min_mean
+        if not self.support_.any():
+            raise ValueError(
+                f"MinMeanFilter: no feature has a training-fold mean >= {self.min_mean} "
+                f"(largest mean: {np.nanmax(self.means_) if np.isfinite(self.means_).any() else 'n/a'}); "
+                "lower preprocessing.min_mean"
+            )
+        return self
+
+
+class TopVarianceFilter(_NanTolerantFilter):
+    """Keep the n features with the largest training-fold variance (all of them if n >= #features).
+    Ties are broken by column order, so the choice is deterministic."""
+
+    def __init__(self, n=None):
+        self.n = n
+
+    def fit(self, X, y=None):
+        X = validate_data(self, X, dtype=np.float64, ensure_all_finite="allow-nan")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            self.variances_ = np.nan_to_num(np.nanvar(X, axis=0), nan=-1.0)
+        keep = X.shape[1] if self.n is None else min(int(self.n), X.shape[1])
+        order = np.argsort(-self.variances_, kind="stable")
+        self.support_ = np.zeros(X.shape[1], dtype=bool)
+        self.support_[order[:keep]] = True
+        return self
+
+
+class SelectKBestCapped(SelectKBest):
+    """SelectKBest that quietly keeps every feature when k exceeds their number (small gene
+    groups meet a global select_k), instead of warning on every fold."""
+
+    def _check_params(self, X, y):
+        pass
+
+
+def cox_score(X, y):
+    """Univariate Cox score-test statistic of each column (Breslow ties): U^2 / I at beta = 0.
+    y is a structured array with fields 'event' (bool) and 'time' (float)."""
+    X = np.asarray(X, dtype=float)
+    event, time = np.asarray(y["event"], dtype=bool), np.asarray(y["time"], dtype=float)
+    order = np.argsort(-time, kind="stable")
+    X, event, time = X[order], event[order], time[order]
+    # Risk set of sample i = every sample with time >= time_i: in descending order that is the
+    # prefix up to the last sample tied with i.
+    end = np.searchsorted(-time, -time, side="right") - 1
+    n_at_risk = (end + 1)[:, None]
+    sum_x = np.cumsum(X, axis=0)[end]
+    sum_x2 = np.cumsum(X**2, axis=0)[end]
+    mean = sum_x / n_at_risk
+    var = np.maximum(sum_x2 / n_at_risk - mean**2, 0.0)
+    U = (X - mean)[event].sum(axis=0)
+    info = var[event].sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(info > 1e-12, U**2 / info, 0.0)
+
+
+class CoxScoreSelector(SelectorMixin, BaseEstimator):
+    """Keep the k features with the largest univariate Cox score statistic (survival analogue
+    of SelectKBest(f_classif)); all of them if k >= #features."""
+
+    def __init__(self, k=10):
+        self.k = k
+
+    def fit(self, X, y):
+        X = validate_data(self, X, dtype=np.float64)
+        self.scores_ = cox_score(X, y)
+        keep = min(int(self.k), X.shape[1])
+        order = np.argsort(-self.scores_, kind="stable")
+        self.support_ = np.zeros(X.shape[1], dtype=bool)
+        self.support_[order[:keep]] = True
+        return self
+
+    def _get_support_mask(self):
+        check_is_fitted(self, "support_")
+        return self.support_
+
+
+# ---- assembling the preprocessing steps ------------------------------------------------------
+
+
+def make_preprocessing(preprocessing: dict, normalization: str, task_kind: str, seed, covariates=(), subset=None):
+    """Preprocessing steps as a list of (name, transformer), all fitted in-fold:
+
+    [DESeq2VST or MedianOfRatiosLog2 for normalization "vst" / "deseq2"] + [MinMeanFilter if
+    min_mean] + [TopVarianceFilter if top_variance] + SimpleImputer(median) + [StandardScaler if
+    scale] + [univariate selection if select_k: f_classif for classification, Cox score for survival].
+
+    `covariates` (column names, so the input must be a DataFrame; or column indices) are sample
+    annotations beside the genes: they skip the gene-only steps (VST, mean and variance filters)
+    through a ColumnTransformer and join the imputer, scaler and selector. `seed` is accepted
+    for interface stability; no step is random today. `subset`: with an in-fold normalization, the positions (among
+    the gene columns) of the genes to keep after VST has been fitted on all of them.
+    """
+    preprocessing = preprocessing or {}
+    gene_steps = []
+    if normalization in IN_FOLD_NORMALIZATIONS:
+        gene_steps.append((normalization, IN_FOLD_NORMALIZATIONS[normalization]()))
+        if subset is not None:
+            gene_steps.append(("subset", ColumnSubset(indices=list(subset))))
+    if preprocessing.get("min_mean") is not None:
+        gene_steps.append(("min_mean", MinMeanFilter(min_mean=preprocessing["min_mean"])))
+    if preprocessing.get("top_variance"):
+        gene_steps.append(("top_variance", TopVarianceFilter(n=preprocessing["top_variance"])))
+    covariates = list(covariates or ())
+    if covariates and gene_steps:
+        steps = [
+            (
+                "genes",
+                ColumnTransformer(
+                    [("covariates", "passthrough", covariates)],
+                    remainder=Pipeline(gene_steps),
+                    verbose_feature_names_out=False,
+                ),
+            )
+        ]
+    else:
+        steps = list(gene_steps)
+    steps.append(("impute", SimpleImputer(strategy="median")))
+    if preprocessing.get("scale", True):
+        steps.append(("scale", StandardScaler()))
+    k = preprocessing.get("select_k")
+    if k:
+        if task_kind == "survival":
+            steps.append(("select", CoxScoreSelector(k=k)))
+        else:
+            steps.append(("select", SelectKBestCapped(f_classif, k=k)))
+    return steps

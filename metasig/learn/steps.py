@@ -1,0 +1,82 @@
+"""Rule adapter of the training stage: one (dataset, task, group, model) job."""
+
+import logging
+
+from metasig import io
+from metasig.data.normalize import IN_FOLD
+from metasig.logs import logged
+
+log = logging.getLogger("metasig")
+
+__all__ = ["logged", "feature_frame", "class_names", "train"]
+
+
+def feature_frame(matrix_in, samples_in, groups_in, group, task_cfg, covariates, normalization):
+    """Features of one group (normalized genes + offered covariates) and the task's target, on the
+    samples that carry the task's label. With in-fold VST, size factors need the whole library:
+    the frame then holds every gene (+ the group's covariates) and `subset` gives the positions
+    of the group's genes among them. Returns (X, y, class names, subset or None)."""
+    from metasig.learn.tasks import target
+
+    matrix, _ = io.read_matrix(matrix_in)
+    sheet = io.read_sheet(samples_in)
+    samples, y = target(sheet, task_cfg, sheet_file=samples_in)
+    features = io.read_json(groups_in)[group]["genes"]
+    genes = [f for f in features if f in matrix.columns]
+    if covariates:
+        matrix = matrix.join(sheet.set_index("sample")[list(covariates)].astype(float))
+    subset = None
+    if normalization in IN_FOLD and genes:
+        position = {gene: i for i, gene in enumerate(matrix.columns[: len(matrix.columns) - len(covariates)])}
+        subset = [position[g] for g in genes]
+        features = [c for c in matrix.columns if c not in covariates] + [c for c in features if c in covariates]
+    return matrix.loc[samples, features], y, class_names(sheet, task_cfg), subset
+
+
+def class_names(sheet, task_cfg):
+    """Binary tasks: [negative, positive] label names as written in the sample sheet."""
+    from metasig.data.sources.labels import _text
+    from metasig.learn.tasks import _cells
+
+    if task_cfg["type"] != "binary":
+        return None
+    positive = _text(task_cfg["positive"])
+    others = sorted(set(_cells(sheet, task_cfg["label"], task_cfg).dropna()) - {positive})
+    return [others[0] if len(others) == 1 else f"not {positive}", positive]
+
+
+def train(
+    matrix_in,
+    samples_in,
+    groups_in,
+    outdir,
+    identity,
+    task_cfg,
+    model_cfg,
+    cv,
+    preprocessing,
+    normalization,
+    covariates,
+    seed,
+):
+    from metasig.learn import job as training
+    from metasig.learn.tasks import left_out, left_out_text
+
+    X, y, classes, subset = feature_frame(
+        matrix_in, samples_in, groups_in, identity["group"], task_cfg, covariates, normalization
+    )
+    if normalization in IN_FOLD and subset is None:
+        normalization = "none"  # a group of covariates only: there are no counts to transform
+    # samples the task cannot use are counted and named, never dropped silently
+    left = left_out(io.read_sheet(samples_in), task_cfg, samples_in)
+    log.info("%s: %d samples x %d features; %s", ".".join(identity.values()), *X.shape, left_out_text(left))
+    result = training.train(
+        X, y, task_cfg, model_cfg, cv, preprocessing, normalization, seed, classes, covariates, subset
+    )
+    training.write_outputs(
+        result,
+        outdir,
+        {**identity, "kind": task_cfg["type"], "model_kind": model_cfg["kind"], "seed": seed, "cv": cv},
+        list(X.columns),
+        left_out=left,
+    )

@@ -1,0 +1,51 @@
+"""Rule adapters of the publishing stage: gate, registry, MLflow, leaderboard."""
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from metasig import io
+from metasig.logs import logged
+
+log = logging.getLogger("metasig")
+
+__all__ = ["logged", "gate", "read_gates", "register", "log_mlflow", "leaderboard"]
+
+
+def gate(metrics_files, gate_cfg, gate_out):
+    from metasig.publish.gate import gate_task
+
+    rows = gate_task([io.read_json(f) for f in metrics_files], gate_cfg)
+    with io.atomic_path(gate_out) as tmp:
+        rows.to_csv(tmp, sep="\t", index=False)
+    log.info("%d of %d models passed the gate", int(rows["passed"].sum()), len(rows))
+
+
+def read_gates(gate_files):
+    return pd.concat([pd.read_csv(f, sep="\t") for f in gate_files], ignore_index=True)
+
+
+def register(gate_files, models_root, registry_root, index_out):
+    from metasig.publish.registry import publish
+
+    index = publish(read_gates(gate_files), models_root, registry_root)
+    log.info("registry: %d model version(s) indexed in %s", len(index["models"]), index_out)
+
+
+def log_mlflow(registry_root, tracking_uri, experiment, logged_out):
+    from metasig.publish.tracking import log_to_mlflow
+
+    index = io.read_json(Path(registry_root) / "index.json")
+    logged = log_to_mlflow(index["models"], registry_root, tracking_uri, experiment)
+    io.write_json(
+        {"tracking_uri": tracking_uri, "experiment": experiment, "registered": [list(x) for x in logged]}, logged_out
+    )
+
+
+def leaderboard(metrics_files, gate_files, table_out):
+    from metasig.publish.leaderboard import leaderboard as build
+
+    table = build([io.read_json(f) for f in metrics_files], read_gates(gate_files))
+    with io.atomic_path(table_out) as tmp:
+        table.to_csv(tmp, sep="\t", index=False, float_format="%.4f")

@@ -1,0 +1,72 @@
+"""Rule adapters of the report stage: QC figures and each task's figures."""
+
+import logging
+
+import pandas as pd
+
+from metasig import io
+from metasig.data.normalize import IN_FOLD
+from metasig.logs import logged
+
+log = logging.getLogger("metasig")
+
+__all__ = ["logged", "qc_plots", "plot_task", "plot_mapping"]
+
+
+def qc_plots(matrix_in, samples_in, colour_by, qc_out, pca_out):
+    from metasig.report import plots
+
+    matrix, meta = io.read_matrix(matrix_in)
+    transformed = meta.get("normalization") not in (None, "none", *IN_FOLD)
+    unit = "log2" if transformed else meta["unit"]
+    sheet = io.read_sheet(samples_in).set_index("sample").loc[matrix.index].reset_index()
+    plots.qc_plot(matrix, unit, qc_out)
+    plots.pca_plot(matrix, sheet, colour_by, pca_out)
+
+
+def plot_task(figure, metrics_files, prediction_files, importance_files, gate_file, gate_cfg, out):
+    """One figure of a task. Curves show the best model of each gene group; single-model figures
+    (confusion, Kaplan-Meier, importance) show the task's best model, by the gate metric."""
+    from metasig.report import plots
+
+    docs = [io.read_json(f) for f in metrics_files]
+    metric = gate_cfg["metric"]
+    order = sorted(range(len(docs)), key=lambda i: -docs[i]["metrics"][metric]["estimate"])
+    best = order[0]
+    best_per_group = {}
+    for i in order:
+        best_per_group.setdefault(docs[i]["group"], i)
+
+    def label(i):
+        return f"{docs[i]['group']} / {docs[i]['model']}"
+
+    def predictions(i):
+        return pd.read_csv(prediction_files[i], sep="\t", dtype={"sample": str})
+
+    if figure == "leaderboard":
+        plots.leaderboard_plot(docs, pd.read_csv(gate_file, sep="\t"), out, metric, gate=gate_cfg)
+    elif figure in ("roc_pr", "calibration"):
+        by_job = {label(i): predictions(i) for i in best_per_group.values()}
+        if figure == "roc_pr":
+            plots.roc_pr_plot(by_job, out, docs[best]["kind"])
+        else:
+            plots.calibration_plot(by_job, out)
+    elif figure == "confusion":
+        plots.confusion_plot(
+            predictions(best), docs[best]["classes"], out, title=f"Confusion matrix (out-of-fold) of {label(best)}"
+        )
+    elif figure == "km":
+        plots.km_plot(predictions(best), out, title=f"Survival by out-of-fold predicted risk of {label(best)}")
+    elif figure == "importance":
+        plots.importance_plot(
+            pd.read_csv(importance_files[best], sep="\t"), out, title=f"Top 20 features of {label(best)} (final model)"
+        )
+    else:
+        raise ValueError(f"unknown figure {figure!r}")
+    log.info("%s of %s (best: %s)", figure, out, label(best))
+
+
+def plot_mapping(table_in, floor, out):
+    from metasig.report import plots
+
+    plots.mapping_plot(pd.read_csv(table_in, sep="\t", dtype={"sample": str}), floor, out)
