@@ -15,7 +15,7 @@ sys.path.insert(0, workflow.basedir)
 import metasig.config as mconfig
 import metasig.reads.layout as mreads
 import metasig.data.steps as msteps
-from metasig.reads.validate import read_units
+from metasig.reads.units import read_units
 from metasig.data.sources.table import read_sample_sheet
 
 # Our own schema check first: its messages name the config field that is wrong.

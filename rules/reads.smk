@@ -2,7 +2,7 @@
 # load_dataset), or BAM -> featureCounts; MultiQC and a mapping QC table on the side.
 
 
-from metasig.reads.validate import transcript_inputs
+from metasig.reads.transcripts import transcript_inputs
 
 
 rule validate_reads:

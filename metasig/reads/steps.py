@@ -16,16 +16,18 @@ def validate_reads(units_table, table_out, workers=1, transcripts=None):
     """Every FASTQ read to its end and mates paired, every BAM sorted and indexed, and the
     transcriptome's IDs found in the transcript -> gene map (`transcripts`: transcriptome + tx2gene
     or gtf paths), before any tool."""
-    from metasig.reads import validate
+    from metasig.reads.bam import check_bam
+    from metasig.reads.fastq import check_units
+    from metasig.reads.transcripts import check_transcript_ids
 
     if transcripts:
-        found = validate.check_transcript_ids(**transcripts)
+        found = check_transcript_ids(**transcripts)
         log.info(
             "transcriptome: %d transcript(s), %d without a gene in the map", found["transcripts"], found["unmatched"]
         )
-    stats = validate.check_units(units_table, workers=workers)
+    stats = check_units(units_table, workers=workers)
     for bam in units_table.get("bam", pd.Series(dtype=str)).dropna():
-        validate.check_bam(bam)
+        check_bam(bam)
     with io.atomic_path(table_out) as tmp:
         stats.to_csv(tmp, sep="\t", index=False)
     log.info("validated %d unit(s)", len(units_table))

@@ -205,7 +205,7 @@ def test_zero_library_sample_caught_at_load_naming_file_sample_and_method(tmp_pa
 
 
 def test_transcriptome_and_tx2gene_ids_are_checked_against_each_other(tmp_path):
-    from metasig.reads.validate import check_transcript_ids
+    from metasig.reads.transcripts import check_transcript_ids
 
     fasta = tmp_path / "tx.fa.gz"
     with gzip.open(fasta, "wt") as handle:
@@ -236,7 +236,7 @@ def test_validate_reads_step_checks_the_transcriptome_and_writes_nothing(tmp_pat
 
 
 def test_file_named_gz_that_is_not_gzip_fails_validation(tmp_path):
-    from metasig.reads.validate import check_fastq, fasta_ids
+    from metasig.reads.fastq import check_fastq, fasta_ids
 
     fastq = _write(tmp_path / "r1.fastq.gz", "@r1\nACGT\n+\nIIII\n")
     with pytest.raises(InputError) as err:

@@ -10,14 +10,12 @@ import pysam
 import pytest
 
 from metasig.errors import InputError
-from metasig.reads import validate
-from metasig.reads.validate import (
-    check_bam,
-    check_fastq,
-    check_pair,
-    check_units,
-    read_units,
-)
+from metasig.reads import bam as reads_bam
+from metasig.reads import fastq as reads_fastq
+from metasig.reads import units as reads_units
+from metasig.reads.bam import check_bam
+from metasig.reads.fastq import check_fastq, check_pair, check_units
+from metasig.reads.units import read_units
 
 NGS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ngs"
 BASES = "ACGT"
@@ -80,7 +78,7 @@ def test_good_pair_gz_and_plain(tmp_path):
 
 
 def test_many_chunks_counted_exactly(tmp_path, monkeypatch):
-    monkeypatch.setattr(validate, "CHUNK", 7)  # records split over many chunks, the last one partial
+    monkeypatch.setattr(reads_fastq, "CHUNK", 7)  # records split over many chunks, the last one partial
     fq1 = write_fastq(tmp_path / "a_1.fq", records(45, suffix="/1"))
     fq2 = write_fastq(tmp_path / "a_2.fq", records(45, suffix="/2"))
     assert check_pair(fq1, fq2)["reads"] == 45
@@ -238,7 +236,7 @@ def test_good_units_sheet(reads_dir):
     assert list(stats["unit"]) == ["L1", "L2", "run1"]  # SRA and BAM units skipped
     assert list(stats["layout"]) == ["paired", "paired", "single"]
     assert list(stats["reads"]) == [12, 12, 9]
-    assert set(validate.UNIT_STATS) == set(stats.columns)
+    assert set(reads_fastq.UNIT_STATS) == set(stats.columns)
 
 
 def test_check_units_error_names_fastq_record_and_unit(reads_dir):
@@ -358,8 +356,8 @@ def test_units_sheet_shape_errors(reads_dir):
 
 
 def test_units_schema_describes_every_field():
-    schema = validate.load_schema()
-    assert set(schema["properties"]) == set(validate.COLUMNS)
+    schema = reads_units.load_schema()
+    assert set(schema["properties"]) == set(reads_units.COLUMNS)
     assert all(spec.get("description") for spec in schema["properties"].values())
 
 
@@ -415,7 +413,7 @@ def test_bam_without_index_gets_one(tmp_path):
 def test_bam_index_not_creatable(tmp_path, monkeypatch):
     bam = write_bam(tmp_path / "ro.bam", "coordinate", [(0, 10), (1, 5)])
     real_access = os.access
-    monkeypatch.setattr(validate.os, "access", lambda p, mode: False if Path(p) == tmp_path else real_access(p, mode))
+    monkeypatch.setattr(reads_bam.os, "access", lambda p, mode: False if Path(p) == tmp_path else real_access(p, mode))
     fails(check_bam, bam, file=bam, field="(index)", words=("not writable", "samtools index"))
     assert not (tmp_path / "ro.bam.bai").exists()
 
