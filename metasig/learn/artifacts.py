@@ -27,15 +27,9 @@ import skops.io as sio
 
 from metasig.errors import InputError
 from metasig.io import atomic_path, sha256_file
-from metasig.learn.models import (
-    CoxPH,
-    XGBoostClassifier,
-    XGBoostCox,
-    model_feature_names,
-    survival_from_risk,
-    xgb_class_proba,
-    xgb_margin,
-)
+from metasig.learn.models import model_feature_names
+from metasig.learn.survival import CoxPH, XGBoostCox, survival_from_risk
+from metasig.learn.xgb import XGBoostClassifier, xgb_class_proba, xgb_margin
 
 FORMAT_VERSION = 1
 SUMS = "SHA256SUMS"

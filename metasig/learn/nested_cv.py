@@ -93,7 +93,7 @@ def survival_time_grid(time, event, n=8):
 def survival_probabilities(model, X, times):
     """(n, len(times)) survival probabilities, or None if the model cannot give them.
 
-    Prefers a `predict_survival(X, times)` method of the final estimator (metasig.learn.models);
+    Prefers a `predict_survival(X, times)` method of the final estimator (metasig.learn.survival);
     otherwise scikit-survival's `predict_survival_function`, with times clipped to each step
     function's domain."""
     if isinstance(model, Pipeline) and hasattr(model[-1], "predict_survival"):

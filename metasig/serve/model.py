@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from metasig.learn.artifacts import load_artifact
-from metasig.learn.models import xgb_class_proba, xgb_margin
+from metasig.learn.xgb import xgb_class_proba, xgb_margin
 from metasig.publish.registry import read_sums
 
 log = logging.getLogger("metasig.serve")

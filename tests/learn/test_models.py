@@ -5,15 +5,9 @@ from conftest import SMALL_GRIDS as SMALL
 from sklearn.model_selection import GridSearchCV, KFold, ParameterGrid
 
 from metasig.errors import InputError
-from metasig.learn.models import (
-    CoxPH,
-    XGBoostClassifier,
-    XGBoostCox,
-    build,
-    feature_importance,
-    harrell_c,
-    jsonable_params,
-)
+from metasig.learn.models import build, feature_importance, jsonable_params
+from metasig.learn.survival import CoxPH, XGBoostCox, harrell_c
+from metasig.learn.xgb import XGBoostClassifier
 
 CLASSIFIERS = ["xgboost", "elasticnet", "linear_sweep", "random_forest"]
 SURVIVAL = ["coxph", "xgboost_cox"]

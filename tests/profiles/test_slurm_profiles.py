@@ -12,7 +12,7 @@ from workflow import REPO, clean_checkout, snakemake, workflow_copy
 
 from metasig import config as mconfig
 from metasig.errors import InputError
-from metasig.learn import models
+from metasig.learn import survival, xgb
 
 pytestmark = pytest.mark.e2e  # runs Snakemake
 
@@ -107,17 +107,17 @@ def test_device_config_reaches_only_xgboost_models():
 
 @pytest.fixture
 def fresh_device_probe():
-    models.xgb_device.cache_clear()
+    xgb.xgb_device.cache_clear()
     yield
-    models.xgb_device.cache_clear()
+    xgb.xgb_device.cache_clear()
 
 
 def test_cuda_without_a_visible_gpu_trains_on_cpu_and_says_why(fresh_device_probe, monkeypatch, caplog):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    with caplog.at_level(logging.WARNING, logger="metasig.learn.models"):
-        assert models.xgb_device("cuda") == "cpu"
+    with caplog.at_level(logging.WARNING, logger="metasig.learn.xgb"):
+        assert xgb.xgb_device("cuda") == "cpu"
     assert "device cuda requested but no GPU is visible (CUDA_VISIBLE_DEVICES='')" in caplog.text
-    assert models.xgb_device("cpu") == "cpu"
+    assert xgb.xgb_device("cpu") == "cpu"
 
 
 def test_cuda_fallback_predicts_exactly_as_cpu(fresh_device_probe, monkeypatch, caplog):
@@ -128,14 +128,14 @@ def test_cuda_fallback_predicts_exactly_as_cpu(fresh_device_probe, monkeypatch, 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(80, 4)), rng.integers(0, 2, 80)
-    with caplog.at_level(logging.INFO, logger="metasig.learn.models"):
-        on_cuda = models.XGBoostClassifier(n_estimators=20, device="cuda").fit(X, y)
-    on_cpu = models.XGBoostClassifier(n_estimators=20).fit(X, y)
-    if models.xgb_device("cuda") != "cpu":
+    with caplog.at_level(logging.INFO, logger="metasig.learn.xgb"):
+        on_cuda = xgb.XGBoostClassifier(n_estimators=20, device="cuda").fit(X, y)
+    on_cpu = xgb.XGBoostClassifier(n_estimators=20).fit(X, y)
+    if xgb.xgb_device("cuda") != "cpu":
         pytest.skip(f"a GPU is usable here (xgboost {xgboost.__version__}); the fallback is not exercised")
     assert "training on the CPU instead" in caplog.text
     assert np.array_equal(on_cuda.predict_proba(X), on_cpu.predict_proba(X))
-    cox = models.XGBoostCox(n_estimators=20, device="cuda")
+    cox = survival.XGBoostCox(n_estimators=20, device="cuda")
     assert cox.get_params()["device"] == "cuda"  # a settable parameter, so `params: {device: ...}` works
 
 

@@ -1,0 +1,165 @@
+"""XGBoost with a scikit-learn interface: the classifier (label encoding, class balancing) and the
+booster helpers shared with the Cox model and the artifact loader.
+
+XGBoost models take `device` ("cpu" or "cuda"); "cuda" trains on the GPU when one is visible and
+otherwise falls back to the CPU with a logged warning (see `xgb_device`).
+"""
+
+import functools
+import json
+import logging
+import os
+import warnings
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils.class_weight import compute_sample_weight
+from sklearn.utils.validation import check_is_fitted
+
+log = logging.getLogger("metasig.learn.xgb")
+
+
+@functools.cache
+def xgb_device(requested="cpu"):
+    """The device XGBoost will really train on: `requested` ("cpu", "cuda" or "cuda:N") when it
+    is usable, else "cpu" with one warning per process saying why. XGBoost itself would fall back
+    too, but with a warning of its own at every fit; checking once here puts the reason in the
+    job's log and runs every later fit explicitly on the CPU."""
+    if not str(requested).startswith("cuda"):
+        return "cpu"
+    import xgboost as xgb
+
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if not xgb.build_info().get("USE_CUDA"):
+        reason = f"this XGBoost {xgb.__version__} was built without CUDA"
+    elif visible is not None and visible.strip() in ("", "-1", "NoDevFiles"):
+        reason = f"no GPU is visible (CUDA_VISIBLE_DEVICES={visible!r})"
+    else:
+        # A tiny fit: XGBoost switches a CUDA context to CPU when no device answers.
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                booster = xgb.train(
+                    {"device": requested, "verbosity": 0}, xgb.DMatrix(np.zeros((2, 1)), label=[0.0, 1.0]), 1
+                )
+            actual = json.loads(booster.save_config())["learner"]["generic_param"]["device"]
+        except xgb.core.XGBoostError as exc:
+            actual = f"none ({str(exc).splitlines()[0]})"
+        if actual.startswith("cuda"):
+            log.info("XGBoost trains on %s (CUDA_VISIBLE_DEVICES=%s)", actual, visible)
+            return requested
+        reason = f"XGBoost found no usable GPU (CUDA_VISIBLE_DEVICES={visible!r}; device: {actual})"
+    log.warning("device %s requested but %s: training on the CPU instead", requested, reason)
+    return "cpu"
+
+
+def _fit_on_device(estimator, params):
+    """XGBoost parameters with the estimator's device resolved to one that works here."""
+    return {**params, "device": xgb_device(estimator.device)}
+
+
+def _predict_on_cpu(booster):
+    """Predictions and saved models are device-neutral: a GPU-trained booster predicts on the CPU
+    (inputs are NumPy arrays), so artifacts load and predict the same anywhere."""
+    booster.set_param({"device": "cpu"})
+    return booster
+
+
+def _dmatrix(X):
+    import xgboost as xgb
+
+    return xgb.DMatrix(np.asarray(X, dtype=np.float32), nthread=1)
+
+
+def xgb_class_proba(booster, X, n_classes):
+    """Class probabilities (n_samples, n_classes) from a Booster; shared with the artifact loader
+    so a reloaded model predicts exactly what the fitted one did."""
+    p = booster.predict(_dmatrix(X))
+    if n_classes == 2:
+        p = np.column_stack([1.0 - p, p])
+    return np.asarray(p, dtype=float)
+
+
+def xgb_margin(booster, X):
+    return np.asarray(booster.predict(_dmatrix(X), output_margin=True), dtype=float)
+
+
+def xgb_gain(booster, n_features):
+    """Average split gain of each feature (0 when never used), in column order."""
+    score = booster.get_score(importance_type="gain")
+    return np.array([score.get(f"f{i}", 0.0) for i in range(n_features)], dtype=float)
+
+
+class XGBoostClassifier(ClassifierMixin, BaseEstimator):
+    """XGBClassifier with label encoding (classes_ keep the original labels, strings included)
+    and class balancing. scale_pos_weight="auto": binary -> n_negative / n_positive from the
+    training labels (XGBoost's scale_pos_weight); multiclass -> "balanced" sample weights.
+    A float sets scale_pos_weight (binary) directly; None turns balancing off."""
+
+    def __init__(
+        self,
+        max_depth=3,
+        n_estimators=100,
+        learning_rate=0.1,
+        subsample=1.0,
+        colsample_bytree=1.0,
+        min_child_weight=1.0,
+        reg_lambda=1.0,
+        reg_alpha=0.0,
+        gamma=0.0,
+        scale_pos_weight="auto",
+        tree_method="hist",
+        random_state=0,
+        n_jobs=1,
+        device="cpu",
+    ):
+        self.max_depth = max_depth
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.subsample = subsample
+        self.colsample_bytree = colsample_bytree
+        self.min_child_weight = min_child_weight
+        self.reg_lambda = reg_lambda
+        self.reg_alpha = reg_alpha
+        self.gamma = gamma
+        self.scale_pos_weight = scale_pos_weight
+        self.tree_method = tree_method
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+        self.device = device
+
+    def fit(self, X, y):
+        import xgboost as xgb
+
+        X = np.asarray(X, dtype=np.float32)
+        encoder = LabelEncoder().fit(y)
+        self.classes_ = encoder.classes_
+        y_enc = encoder.transform(y)
+        # every constructor parameter is an XGBoost one, except our class balancing switch
+        params = _fit_on_device(self, {k: v for k, v in self.get_params().items() if k != "scale_pos_weight"})
+        weight = None
+        if len(self.classes_) == 2:
+            params["objective"] = "binary:logistic"
+            if self.scale_pos_weight == "auto":
+                n_pos = int((y_enc == 1).sum())
+                params["scale_pos_weight"] = (len(y_enc) - n_pos) / max(n_pos, 1)
+            elif self.scale_pos_weight is not None:
+                params["scale_pos_weight"] = float(self.scale_pos_weight)
+        else:
+            params.update(objective="multi:softprob", num_class=len(self.classes_))
+            if self.scale_pos_weight == "auto":
+                weight = compute_sample_weight("balanced", y_enc)
+        self.xgb_params_ = params
+        model = xgb.XGBClassifier(**params).fit(X, y_enc, sample_weight=weight)
+        self.booster_ = _predict_on_cpu(model.get_booster())
+        self.n_features_in_ = X.shape[1]
+        self.feature_importances_ = xgb_gain(self.booster_, X.shape[1])
+        return self
+
+    def predict_proba(self, X):
+        check_is_fitted(self, "booster_")
+        return xgb_class_proba(self.booster_, X, len(self.classes_))
+
+    def predict(self, X):
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
