@@ -14,20 +14,25 @@ __all__ = ["logged", "qc_plots", "plot_task", "plot_mapping"]
 
 
 def qc_plots(matrix_in, samples_in, colour_by, qc_out, pca_out):
-    from metasig.report import plots
+    from metasig.report.pca import pca_plot
+    from metasig.report.qc import qc_plot
 
     matrix, meta = io.read_matrix(matrix_in)
     transformed = meta.get("normalization") not in (None, "none", *IN_FOLD)
     unit = "log2" if transformed else meta["unit"]
     sheet = io.read_sheet(samples_in).set_index("sample").loc[matrix.index].reset_index()
-    plots.qc_plot(matrix, unit, qc_out)
-    plots.pca_plot(matrix, sheet, colour_by, pca_out)
+    qc_plot(matrix, unit, qc_out)
+    pca_plot(matrix, sheet, colour_by, pca_out)
 
 
 def plot_task(figure, metrics_files, prediction_files, importance_files, gate_file, gate_cfg, out):
     """One figure of a task. Curves show the best model of each gene group; single-model figures
     (confusion, Kaplan-Meier, importance) show the task's best model, by the gate metric."""
-    from metasig.report import plots
+    from metasig.report.confusion import confusion_plot
+    from metasig.report.curves import calibration_plot, roc_pr_plot
+    from metasig.report.importance import importance_plot
+    from metasig.report.leaderboard import leaderboard_plot
+    from metasig.report.survival import km_plot
 
     docs = [io.read_json(f) for f in metrics_files]
     metric = gate_cfg["metric"]
@@ -44,21 +49,21 @@ def plot_task(figure, metrics_files, prediction_files, importance_files, gate_fi
         return pd.read_csv(prediction_files[i], sep="\t", dtype={"sample": str})
 
     if figure == "leaderboard":
-        plots.leaderboard_plot(docs, pd.read_csv(gate_file, sep="\t"), out, metric, gate=gate_cfg)
+        leaderboard_plot(docs, pd.read_csv(gate_file, sep="\t"), out, metric, gate=gate_cfg)
     elif figure in ("roc_pr", "calibration"):
         by_job = {label(i): predictions(i) for i in best_per_group.values()}
         if figure == "roc_pr":
-            plots.roc_pr_plot(by_job, out, docs[best]["kind"])
+            roc_pr_plot(by_job, out, docs[best]["kind"])
         else:
-            plots.calibration_plot(by_job, out)
+            calibration_plot(by_job, out)
     elif figure == "confusion":
-        plots.confusion_plot(
+        confusion_plot(
             predictions(best), docs[best]["classes"], out, title=f"Confusion matrix (out-of-fold) of {label(best)}"
         )
     elif figure == "km":
-        plots.km_plot(predictions(best), out, title=f"Survival by out-of-fold predicted risk of {label(best)}")
+        km_plot(predictions(best), out, title=f"Survival by out-of-fold predicted risk of {label(best)}")
     elif figure == "importance":
-        plots.importance_plot(
+        importance_plot(
             pd.read_csv(importance_files[best], sep="\t"), out, title=f"Top 20 features of {label(best)} (final model)"
         )
     else:
@@ -67,6 +72,6 @@ def plot_task(figure, metrics_files, prediction_files, importance_files, gate_fi
 
 
 def plot_mapping(table_in, floor, out):
-    from metasig.report import plots
+    from metasig.report.mapping import mapping_plot
 
-    plots.mapping_plot(pd.read_csv(table_in, sep="\t", dtype={"sample": str}), floor, out)
+    mapping_plot(pd.read_csv(table_in, sep="\t", dtype={"sample": str}), floor, out)

@@ -103,7 +103,7 @@ def _counts(n=24, genes=6, seed=0):
 
 def test_left_out_samples_are_named_in_the_log_and_counted_in_metrics_leaderboard_report(tmp_path):
     from metasig.publish.leaderboard import leaderboard
-    from metasig.report.plots import sample_note
+    from metasig.report.leaderboard import sample_note
 
     matrix = _counts(24)
     status = ["yes", "no"] * 10 + ["", "", "", "maybe"]  # three blanks; 'maybe' is a (negative) value

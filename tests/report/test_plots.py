@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from metasig.io import read_matrix, read_sheet, write_matrix, write_sheet
-from metasig.report import plots
+from metasig.report import confusion, curves, importance, leaderboard, pca, qc, survival
 
 SVG_NS = "{http://www.w3.org/2000/svg}svg"
 
@@ -155,7 +155,7 @@ def expression(n_samples=30, n_genes=50, seed=3, counts=False):
 
 def test_leaderboard_marks_gate_and_no_signal(tmp_path, docs_and_gate):
     docs, gate = docs_and_gate
-    out = plots.leaderboard_plot(docs, gate, tmp_path / "leaderboard.svg", "roc_auc")
+    out = leaderboard.leaderboard_plot(docs, gate, tmp_path / "leaderboard.svg", "roc_auc")
     texts = svg_texts(assert_svg(out))
     assert "ALL · elasticnet" in texts and "metagene_19 · xgboost" in texts
     assert "0.550 [0.490, 0.610]  no signal" in texts
@@ -166,7 +166,7 @@ def test_leaderboard_marks_gate_and_no_signal(tmp_path, docs_and_gate):
 def test_leaderboard_row_order_and_text(tmp_path, docs_and_gate, monkeypatch):
     docs, gate = docs_and_gate
     seen = {}
-    original = plots._save
+    original = leaderboard.save
 
     def capture(fig, path):
         ax = fig.axes[0]
@@ -176,8 +176,8 @@ def test_leaderboard_row_order_and_text(tmp_path, docs_and_gate, monkeypatch):
         seen["lines"] = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
         return original(fig, path)
 
-    monkeypatch.setattr(plots, "_save", capture)
-    plots.leaderboard_plot(docs, gate, tmp_path / "lb.svg", "roc_auc")
+    monkeypatch.setattr(leaderboard, "save", capture)
+    leaderboard.leaderboard_plot(docs, gate, tmp_path / "lb.svg", "roc_auc")
     # Best model on top.
     assert seen["labels"][-1] == "ALL · elasticnet"
     assert seen["labels"][0] == "metagene_19 · xgboost"
@@ -187,14 +187,14 @@ def test_leaderboard_row_order_and_text(tmp_path, docs_and_gate, monkeypatch):
 
 
 def test_roc_pr_binary_and_multiclass(tmp_path):
-    out = plots.roc_pr_plot(
+    out = curves.roc_pr_plot(
         {"ALL · xgboost": binary_predictions(), "weak": binary_predictions(signal=0.2, seed=5)},
         tmp_path / "roc.svg",
         "binary",
     )
     legend = [t for t in svg_texts(assert_svg(out)) if "AUC" in t]
     assert len(legend) == 2 and legend[0].startswith("ALL · xgboost (pooled AUC ")
-    out = plots.roc_pr_plot({"ALL · rf": multiclass_predictions()}, tmp_path / "roc_mc.svg", "multiclass")
+    out = curves.roc_pr_plot({"ALL · rf": multiclass_predictions()}, tmp_path / "roc_mc.svg", "multiclass")
     assert_svg(out)
 
 
@@ -205,55 +205,55 @@ def test_roc_legend_auc_matches_sklearn(tmp_path, monkeypatch):
     real = preds[preds.control == "real"]
     expected = roc_auc_score(real.y_true, real.score)
     seen = {}
-    original = plots._save
+    original = curves.save
 
     def capture(fig, path):
         seen["legend"] = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
         return original(fig, path)
 
-    monkeypatch.setattr(plots, "_save", capture)
-    plots.roc_pr_plot({"job": preds}, tmp_path / "roc.svg", "binary")
+    monkeypatch.setattr(curves, "save", capture)
+    curves.roc_pr_plot({"job": preds}, tmp_path / "roc.svg", "binary")
     assert f"AUC {expected:.3f}" in seen["legend"][0]
 
 
 def test_confusion_binary_and_multiclass(tmp_path, monkeypatch):
     seen = {}
-    original = plots._save
+    original = confusion.save
 
     def capture(fig, path):
         seen.setdefault("images", []).append(fig.axes[0].get_images()[0].get_array().sum())
         return original(fig, path)
 
-    monkeypatch.setattr(plots, "_save", capture)
-    assert_svg(plots.confusion_plot(binary_predictions(n=60), ["benign", "malignant"], tmp_path / "cm.svg"))
-    assert_svg(plots.confusion_plot(multiclass_predictions(n=45), None, tmp_path / "cm_mc.svg"))
+    monkeypatch.setattr(confusion, "save", capture)
+    assert_svg(confusion.confusion_plot(binary_predictions(n=60), ["benign", "malignant"], tmp_path / "cm.svg"))
+    assert_svg(confusion.confusion_plot(multiclass_predictions(n=45), None, tmp_path / "cm_mc.svg"))
     # Counts come from one repeat of the real control: each sample once.
     assert seen["images"] == [60, 45]
 
 
 def test_calibration_and_importance(tmp_path):
     assert_svg(
-        plots.calibration_plot({"a": binary_predictions(), "b": binary_predictions(seed=9)}, tmp_path / "cal.svg")
+        curves.calibration_plot({"a": binary_predictions(), "b": binary_predictions(seed=9)}, tmp_path / "cal.svg")
     )
-    assert_svg(plots.calibration_plot({"mc": multiclass_predictions()}, tmp_path / "cal_mc.svg"))
+    assert_svg(curves.calibration_plot({"mc": multiclass_predictions()}, tmp_path / "cal_mc.svg"))
     imp = pd.DataFrame({"feature": [f"GENE{i}" for i in range(30)], "importance": np.linspace(3, 0, 30)})
-    texts = svg_texts(assert_svg(plots.importance_plot(imp, tmp_path / "imp.svg", top=10)))
+    texts = svg_texts(assert_svg(importance.importance_plot(imp, tmp_path / "imp.svg", top=10)))
     assert "GENE0" in texts and "GENE9" in texts and "GENE10" not in texts
     multi = {"ALL · xgboost": imp, "metagene_3 · elasticnet": imp.head(3), "empty": None}
-    texts = svg_texts(assert_svg(plots.importance_plot(multi, tmp_path / "imp_multi.svg", top=5)))
+    texts = svg_texts(assert_svg(importance.importance_plot(multi, tmp_path / "imp_multi.svg", top=5)))
     assert "metagene_3 · elasticnet" in texts and "no feature importance available" in texts
 
 
 def test_km_plot_reports_logrank(tmp_path, monkeypatch):
     seen = {}
-    original = plots._save
+    original = survival.save
 
     def capture(fig, path):
         seen["title"] = fig.axes[0].get_title()
         return original(fig, path)
 
-    monkeypatch.setattr(plots, "_save", capture)
-    assert_svg(plots.km_plot(survival_predictions(), tmp_path / "km.svg"))
+    monkeypatch.setattr(survival, "save", capture)
+    assert_svg(survival.km_plot(survival_predictions(), tmp_path / "km.svg"))
     assert "log-rank p = " in seen["title"] and "n/a" not in seen["title"]
 
 
@@ -265,33 +265,33 @@ def test_pca_and_qc_from_workflow_files(tmp_path):
     write_sheet(sheet, tmp_path / "samples.tsv")
     m, meta = read_matrix(tmp_path / "normalized.parquet")
     s = read_sheet(tmp_path / "samples.tsv")
-    assert_svg(plots.pca_plot(m, s, "subtype", tmp_path / "pca.svg"))
-    assert_svg(plots.pca_plot(m, s, "time", tmp_path / "pca_num.svg"))  # continuous colour
-    assert_svg(plots.pca_plot(m, s, "absent", tmp_path / "pca_none.svg"))
-    texts = svg_texts(assert_svg(plots.qc_plot(m, meta["unit"], tmp_path / "qc.svg")))
+    assert_svg(pca.pca_plot(m, s, "subtype", tmp_path / "pca.svg"))
+    assert_svg(pca.pca_plot(m, s, "time", tmp_path / "pca_num.svg"))  # continuous colour
+    assert_svg(pca.pca_plot(m, s, "absent", tmp_path / "pca_none.svg"))
+    texts = svg_texts(assert_svg(qc.qc_plot(m, meta["unit"], tmp_path / "qc.svg")))
     assert any("1 possible outlier" in t for t in texts)
 
 
 def test_qc_flags_outlier_and_caps_samples(tmp_path, monkeypatch):
     seen = {}
-    original = plots._save
+    original = qc.save
 
     def capture(fig, path):
         seen["ticks"] = [t.get_text() for t in fig.axes[1].get_xticklabels()]
         seen["title"] = fig._suptitle.get_text()
         return original(fig, path)
 
-    monkeypatch.setattr(plots, "_save", capture)
+    monkeypatch.setattr(qc, "save", capture)
     counts = expression(n_samples=150, n_genes=40, counts=True)
     counts.iloc[77] *= 20  # library size outlier
-    plots.qc_plot(counts, "counts", tmp_path / "qc.svg")
+    qc.qc_plot(counts, "counts", tmp_path / "qc.svg")
     assert len(seen["ticks"]) == 100
     assert "S077" in seen["ticks"]  # extreme samples are always shown
     assert "1 possible outlier" in seen["title"]
 
 
 def test_png_output(tmp_path):
-    assert_png(plots.roc_pr_plot({"job": binary_predictions()}, tmp_path / "roc.png", "binary"))
+    assert_png(curves.roc_pr_plot({"job": binary_predictions()}, tmp_path / "roc.png", "binary"))
 
 
 # ---- degenerate inputs ---------------------------------------------------------------------
@@ -305,43 +305,45 @@ def test_degenerate_inputs_do_not_crash(tmp_path):
     all_nan = binary_predictions()
     all_nan["score"] = np.nan
     jobs = {"one class": one_class, "nan": nan_scores, "all nan": all_nan, "empty": pd.DataFrame()}
-    assert_svg(plots.roc_pr_plot(jobs, tmp_path / "roc.svg", "binary"))
-    assert_svg(plots.roc_pr_plot({}, tmp_path / "roc_empty.svg", "binary"))
-    assert_svg(plots.roc_pr_plot({"s": survival_predictions()}, tmp_path / "roc_surv.svg", "survival"))
-    assert_svg(plots.calibration_plot(jobs, tmp_path / "cal.svg"))
-    assert_svg(plots.calibration_plot({"all nan": all_nan}, tmp_path / "cal_nan.svg"))
-    assert_svg(plots.confusion_plot(one_class, ["neg", "pos"], tmp_path / "cm.svg"))
-    assert_svg(plots.confusion_plot(all_nan, ["neg", "pos"], tmp_path / "cm_nan.svg"))
-    assert_svg(plots.confusion_plot(pd.DataFrame(), None, tmp_path / "cm_empty.svg"))
+    assert_svg(curves.roc_pr_plot(jobs, tmp_path / "roc.svg", "binary"))
+    assert_svg(curves.roc_pr_plot({}, tmp_path / "roc_empty.svg", "binary"))
+    assert_svg(curves.roc_pr_plot({"s": survival_predictions()}, tmp_path / "roc_surv.svg", "survival"))
+    assert_svg(curves.calibration_plot(jobs, tmp_path / "cal.svg"))
+    assert_svg(curves.calibration_plot({"all nan": all_nan}, tmp_path / "cal_nan.svg"))
+    assert_svg(confusion.confusion_plot(one_class, ["neg", "pos"], tmp_path / "cm.svg"))
+    assert_svg(confusion.confusion_plot(all_nan, ["neg", "pos"], tmp_path / "cm_nan.svg"))
+    assert_svg(confusion.confusion_plot(pd.DataFrame(), None, tmp_path / "cm_empty.svg"))
     mc = multiclass_predictions()
     mc.loc[3, "proba_LumA"] = np.nan
-    texts = svg_texts(assert_svg(plots.confusion_plot(mc, ["LumA", "Basal"], tmp_path / "cm_mc.svg")))
+    texts = svg_texts(assert_svg(confusion.confusion_plot(mc, ["LumA", "Basal"], tmp_path / "cm_mc.svg")))
     assert "Her2" in texts  # a class missing from the given list is still shown
 
     tied = survival_predictions()
     tied["risk"] = 1.0
-    assert_svg(plots.km_plot(tied, tmp_path / "km_tied.svg"))
+    assert_svg(survival.km_plot(tied, tmp_path / "km_tied.svg"))
     no_events = survival_predictions()
     no_events["event"] = 0
-    assert_svg(plots.km_plot(no_events, tmp_path / "km_noevent.svg"))
-    assert_svg(plots.km_plot(pd.DataFrame(), tmp_path / "km_empty.svg"))
+    assert_svg(survival.km_plot(no_events, tmp_path / "km_noevent.svg"))
+    assert_svg(survival.km_plot(pd.DataFrame(), tmp_path / "km_empty.svg"))
 
-    assert_svg(plots.importance_plot(pd.DataFrame(columns=["feature", "importance"]), tmp_path / "imp.svg"))
+    assert_svg(importance.importance_plot(pd.DataFrame(columns=["feature", "importance"]), tmp_path / "imp.svg"))
     assert_svg(
-        plots.importance_plot(pd.DataFrame({"feature": ["a", "b"], "importance": [0.0, np.nan]}), tmp_path / "imp0.svg")
+        importance.importance_plot(
+            pd.DataFrame({"feature": ["a", "b"], "importance": [0.0, np.nan]}), tmp_path / "imp0.svg"
+        )
     )
 
     missing_metric = {"dataset": "d", "task": "t", "group": "g", "model": "m", "metrics": {}, "permuted": {}}
-    assert_svg(plots.leaderboard_plot([missing_metric], None, tmp_path / "lb.svg", "roc_auc"))
-    assert_svg(plots.leaderboard_plot([], None, tmp_path / "lb_empty.svg", "roc_auc"))
+    assert_svg(leaderboard.leaderboard_plot([missing_metric], None, tmp_path / "lb.svg", "roc_auc"))
+    assert_svg(leaderboard.leaderboard_plot([], None, tmp_path / "lb_empty.svg", "roc_auc"))
 
     tiny = expression(n_samples=2, n_genes=3)
-    assert_svg(plots.pca_plot(tiny, None, None, tmp_path / "pca.svg"))
+    assert_svg(pca.pca_plot(tiny, None, None, tmp_path / "pca.svg"))
     constant = expression()
     constant.loc[:, :] = 1.0
-    assert_svg(plots.pca_plot(constant, None, None, tmp_path / "pca_const.svg"))
-    assert_svg(plots.qc_plot(constant, "log2", tmp_path / "qc_const.svg"))
-    assert_svg(plots.qc_plot(pd.DataFrame(), "log2", tmp_path / "qc_empty.svg"))
+    assert_svg(pca.pca_plot(constant, None, None, tmp_path / "pca_const.svg"))
+    assert_svg(qc.qc_plot(constant, "log2", tmp_path / "qc_const.svg"))
+    assert_svg(qc.qc_plot(pd.DataFrame(), "log2", tmp_path / "qc_empty.svg"))
 
 
 # ---- determinism ---------------------------------------------------------------------------
@@ -350,10 +352,10 @@ def test_degenerate_inputs_do_not_crash(tmp_path):
 def test_svg_output_is_deterministic(tmp_path, docs_and_gate):
     docs, gate = docs_and_gate
     calls = [
-        lambda p: plots.leaderboard_plot(docs, gate, p, "roc_auc"),
-        lambda p: plots.roc_pr_plot({"job": binary_predictions()}, p, "binary"),
-        lambda p: plots.km_plot(survival_predictions(), p),
-        lambda p: plots.qc_plot(expression(), "log2", p),
+        lambda p: leaderboard.leaderboard_plot(docs, gate, p, "roc_auc"),
+        lambda p: curves.roc_pr_plot({"job": binary_predictions()}, p, "binary"),
+        lambda p: survival.km_plot(survival_predictions(), p),
+        lambda p: qc.qc_plot(expression(), "log2", p),
     ]
     for i, call in enumerate(calls):
         first = call(tmp_path / f"a{i}.svg").read_bytes()
