@@ -17,15 +17,17 @@
 5. ``POST {api}/cases`` for the kept cases: ``vital_status``, survival ``time`` (days_to_death if
    Dead, else days_to_last_follow_up; missing or <= 0 -> NaN), ``event`` (1 Dead, 0 Alive, NaN when
    not reported) and every ``clinical_fields`` entry as a column named by its dotted path.
+
+The API queries (1, 5) live in ``gdc_api``, the STAR count file reader (3) in ``gdc_counts``.
 """
 
-import gzip
 import logging
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from metasig.data.sources.gdc_api import _values, clinical_table, list_files
+from metasig.data.sources.gdc_counts import LIBRARY_COLUMN, read_star_counts
 from metasig.errors import InputError
 
 log = logging.getLogger("metasig.gdc")
@@ -51,26 +53,6 @@ COLUMNS = {
     "fpkm_unstranded": "fpkm",
     "fpkm_uq_unstranded": "fpkm",
 }
-LIBRARY_COLUMN = "unstranded"  # ranks repeat aliquots of one sample
-FILE_FIELDS = [
-    "file_id",
-    "file_name",
-    "md5sum",
-    "file_size",
-    "cases.case_id",
-    "cases.submitter_id",
-    "cases.samples.sample_id",
-    "cases.samples.submitter_id",
-    "cases.samples.sample_type",
-    "cases.samples.portions.analytes.aliquots.submitter_id",  # only for the log of repeat aliquots
-]
-CASE_FIELDS = [
-    "case_id",
-    "submitter_id",
-    "demographic.vital_status",
-    "demographic.days_to_death",
-    "diagnoses.days_to_last_follow_up",
-]
 
 
 def load(cfg: dict, cache_dir="cache", config_file="config", where="gdc"):
@@ -224,151 +206,6 @@ def _is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-# ---------------------------------------------------------------- API queries
-
-
-def files_filter(opts):
-    content = [
-        {"op": "=", "content": {"field": "cases.project.project_id", "value": opts["project"]}},
-        {"op": "=", "content": {"field": "data_type", "value": "Gene Expression Quantification"}},
-        {"op": "=", "content": {"field": "analysis.workflow_type", "value": opts["workflow"]}},
-        {"op": "=", "content": {"field": "access", "value": "open"}},
-    ]
-    if opts["sample_types"]:
-        content.append({"op": "in", "content": {"field": "cases.samples.sample_type", "value": opts["sample_types"]}})
-    return {"op": "and", "content": content}
-
-
-def list_files(opts, config_file="config", where="gdc"):
-    """Every file hit of the project's query (all pages; the first max_files when set)."""
-    hits = query_all(
-        f"{opts['api']}/files",
-        files_filter(opts),
-        FILE_FIELDS,
-        opts["page_size"],
-        limit=opts["max_files"],
-        sort="file_id:asc",
-    )
-    if not hits:
-        raise InputError(
-            config_file,
-            f"{where}.project",
-            f"the GDC lists no open '{opts['workflow']}' gene-expression files for project "
-            f"{opts['project']}"
-            + (f" and sample types {opts['sample_types']}" if opts["sample_types"] else "")
-            + f" ({opts['api']}/files)",
-        )
-    return hits
-
-
-def query_all(url, filters, fields, page_size, limit=None, sort=None):
-    """POST `url` page by page (size/from) until data.pagination says every page was read."""
-    from metasig.data import download
-
-    hits, offset, page = [], 0, 0
-    while True:
-        payload = {"filters": filters, "fields": ",".join(fields), "format": "JSON", "size": page_size, "from": offset}
-        if sort:
-            payload["sort"] = sort
-        answer = download.post_json(url, payload)
-        data = answer.get("data") if isinstance(answer, dict) else None
-        if not isinstance(data, dict) or not isinstance(data.get("hits"), list):
-            raise InputError(url, "data.hits", f"unexpected GDC answer (no data.hits list): {str(answer)[:200]}")
-        if answer.get("warnings"):
-            log.warning("GDC %s warns: %s", url, answer["warnings"])
-        pagination = data.get("pagination") or {}
-        page += 1
-        hits.extend(data["hits"])
-        offset += len(data["hits"])
-        total, pages = pagination.get("total"), pagination.get("pages")
-        if limit is not None and len(hits) >= limit:
-            return hits[:limit]
-        if not data["hits"]:
-            break
-        if pages is not None and pagination.get("page", page) >= pages:
-            break
-        if total is not None and offset >= total:
-            break
-        if total is None and pages is None and len(data["hits"]) < page_size:
-            break
-    if total is not None and len(hits) != total:
-        raise InputError(
-            url, "data.pagination", f"the GDC said {total} hit(s) but {len(hits)} arrived in {page} page(s)"
-        )
-    return hits
-
-
-def clinical_table(opts, case_ids, config_file="config", where="gdc"):
-    """One row per case_id: vital_status, time, event and the configured clinical fields."""
-    fields = list(dict.fromkeys(CASE_FIELDS + opts["clinical_fields"]))
-    filters = {"op": "in", "content": {"field": "case_id", "value": list(case_ids)}}
-    hits = query_all(f"{opts['api']}/cases", filters, fields, opts["page_size"], sort="case_id:asc") if case_ids else []
-    rows = {}
-    for hit in hits:
-        case_id = hit.get("case_id") or hit.get("id")
-        vital = _first(hit, "demographic.vital_status")
-        death = _number(_first(hit, "demographic.days_to_death"))
-        follow = [_number(v) for v in _values(hit, "diagnoses.days_to_last_follow_up")]
-        follow = max((v for v in follow if not np.isnan(v)), default=np.nan)
-        dead = isinstance(vital, str) and vital.strip().lower() == "dead"
-        alive = isinstance(vital, str) and vital.strip().lower() == "alive"
-        time = death if dead else follow if alive else np.nan
-        if not time > 0:  # missing, zero or negative: no usable survival time
-            time = np.nan
-        row = {"vital_status": vital, "time": time, "event": 1.0 if dead else 0.0 if alive else np.nan}
-        for field in opts["clinical_fields"]:
-            row[field] = _first(hit, field)
-        rows[case_id] = row
-    columns = [
-        "vital_status",
-        "time",
-        "event",
-        *[f for f in opts["clinical_fields"] if f not in ("vital_status", "time", "event")],
-    ]
-    table = pd.DataFrame.from_dict(rows, orient="index").reindex(columns=columns)
-    missing = [c for c in case_ids if c not in rows]
-    if missing:
-        log.warning(
-            "GDC %s: no clinical record for %d case(s) (e.g. %s); their clinical columns are empty",
-            opts["project"],
-            len(missing),
-            ", ".join(missing[:3]),
-        )
-    unusable = int(table["time"].isna().sum()) + len(missing)
-    if unusable:
-        log.info("GDC %s: %d case(s) without a usable survival time (time left empty)", opts["project"], unusable)
-    return table
-
-
-def _values(obj, path):
-    """Every value at a dotted path, walking into lists (GDC nests e.g. diagnoses as a list)."""
-    found = [obj]
-    for part in path.split("."):
-        nxt = []
-        for item in found:
-            items = item if isinstance(item, list) else [item]
-            for element in items:
-                if isinstance(element, dict) and part in element:
-                    nxt.append(element[part])
-        found = nxt
-    flat = []
-    for value in found:
-        flat.extend(value if isinstance(value, list) else [value])
-    return flat
-
-
-def _first(obj, path):
-    """The value at a dotted path; of a list, the first element that is set."""
-    return next((v for v in _values(obj, path) if v is not None), None)
-
-
-def _number(value):
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return np.nan
-
-
 # ---------------------------------------------------------------- files
 
 
@@ -491,57 +328,3 @@ def _read_all(files, paths, urls, column):
             }
         )
     return {s: (v[0], v[1]) for s, v in best.items()}, names, gene_model, duplicates
-
-
-def read_star_counts(path, column="unstranded", display=None):
-    """(table indexed by gene_id with gene_name, `column` and unstranded; gene model or None) of one
-    STAR - Counts file, without the N_unmapped/N_multimapping/N_noFeature/N_ambiguous rows."""
-    path = Path(path)
-    where = str(display or path)
-    with open(path, "rb") as fh:
-        magic = fh.read(2)
-    opener = gzip.open if magic == b"\x1f\x8b" else open
-    model, skip = None, 0
-    with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            if not line.startswith("#"):
-                break
-            skip += 1
-            text = line.lstrip("#").strip()
-            if text.lower().startswith("gene-model:"):
-                model = text.split(":", 1)[1].strip()
-    wanted = list(dict.fromkeys(["gene_id", "gene_name", column, LIBRARY_COLUMN]))
-    try:
-        header = pd.read_csv(
-            path, sep="\t", skiprows=skip, nrows=0, compression="gzip" if magic == b"\x1f\x8b" else None
-        )
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise InputError(where, "(file)", f"not a STAR - Counts TSV: {exc}") from exc
-    absent = [c for c in wanted if c not in header.columns]
-    if absent:
-        raise InputError(
-            where,
-            absent[0],
-            f"column not in the STAR - Counts file (columns: {', '.join(map(str, header.columns[:9]))})",
-        )
-    table = pd.read_csv(
-        path,
-        sep="\t",
-        skiprows=skip,
-        usecols=wanted,
-        dtype={"gene_id": str, "gene_name": str},
-        compression="gzip" if magic == b"\x1f\x8b" else None,
-    )
-    table = table[~table["gene_id"].str.startswith("N_")]
-    if table.empty:
-        raise InputError(where, "gene_id", "the STAR - Counts file has no gene rows")
-    if table["gene_id"].duplicated().any():
-        dup = table.loc[table["gene_id"].duplicated(), "gene_id"].iloc[0]
-        raise InputError(where, "gene_id", f"gene {dup} is listed twice")
-    for col in dict.fromkeys([column, LIBRARY_COLUMN]):
-        values = pd.to_numeric(table[col], errors="coerce")
-        if values.isna().any():
-            bad = table.loc[values.isna(), "gene_id"].iloc[0]
-            raise InputError(where, col, f"not a number for gene {bad}: {table.loc[values.isna(), col].iloc[0]!r}")
-        table[col] = values.astype("float64")
-    return table.set_index("gene_id"), model
