@@ -1,11 +1,15 @@
-"""A loopback HTTP server with injectable faults, for the download tests.
+"""The loopback HTTP server with injectable faults, for every download test.
 
     with serve_bytes({"/a.bin": data}) as base:           # base == "http://127.0.0.1:<port>"
         base.add("/b.bin", other, drop_after=1000)        # first request: 1,000 bytes, then hang up
         requests.get(base + "/a.bin")
         assert base.log[-1] == Entry("GET", "/a.bin", None, 200)
 
-`base` is a str (the URL, without a trailing slash) that also carries the fault controls:
+    with serve_directory(tmp_path, fail_first=1) as base:  # base == "http://127.0.0.1:<port>/"
+        requests.get(base + "file.csv")                     # the files under tmp_path, read per request
+        assert [r.status for r in base.requests] == [500]
+
+`base` is a str (the URL; it ends with a slash only for `serve_directory`) that also carries the fault controls:
 
 - ``add(path, data, *, fail_first=0, fail_status=500, drop_after=None, stall_after=None, stall=1.0,
   times=1, slow=0.0, status=None, ignore_range=False, accept_ranges=True, chunk=4096)`` registers
@@ -20,9 +24,14 @@
     * ignore_range=True: still advertise ``Accept-Ranges: bytes`` but answer every Range request with
       200 and the whole body (servers that lie about range support exist);
     * accept_ranges=False: do not advertise ``Accept-Ranges``.
+- Faults for every request (checked before the per-path ones): ``serve_bytes(fail_first=N,
+  fail_status=500, hook=None)`` (also ``serve_directory``): the first N requests get `fail_status`;
+  ``hook(method, path)`` may return a status to inject (or None); ``fail_next(n, status=500)``
+  changes the count mid-test.
+- Paths not registered with ``add`` are looked up under the served directory (if any).
 - POST is answered like GET; ``posted`` lists (path, request body) of every POST.
-- ``log``: the list of Entry(method, path, range, status), one per request, in arrival order;
-  ``count(path=None, method="GET")``.
+- ``log`` (also ``requests``): the list of Entry(method, path, range, status), one per request, in
+  arrival order (path with its query string); ``count(path=None, method="GET")``.
 - ``max_in_flight`` / ``in_flight``: requests being answered at once (a request stops counting just
   before the last byte of its response is written, so a client that starts its next request after
   reading a response can never be counted twice).
@@ -40,11 +49,8 @@ import threading
 from collections import namedtuple
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-try:
-    from loopback import closed_port_url  # noqa: F401  (re-exported for the download tests)
-except ImportError:  # imported as tests.faultserver
-    from tests.loopback import closed_port_url  # noqa: F401
+from pathlib import Path
+from urllib.parse import unquote
 
 Entry = namedtuple("Entry", "method path range status")
 
@@ -95,12 +101,19 @@ class ServedURL(str):
             path = "/" + path
         with self._state["lock"]:
             self._state["files"][path] = _Resource(data, **faults)
-        return self + path
+        return self.rstrip("/") + path
 
     @property
     def log(self):
         with self._state["lock"]:
             return list(self._state["log"])
+
+    requests = log  # the name the directory-serving tests use
+
+    def fail_next(self, n, status=500):
+        """The next `n` requests (any path) get `status`."""
+        with self._state["lock"]:
+            self._state["fail_left"], self._state["fail_status"] = int(n), int(status)
 
     def count(self, path=None, method="GET"):
         return sum(1 for e in self.log if e.method == method and (path is None or e.path == path))
@@ -215,7 +228,28 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             self._done()
 
+    def _global_fault(self):
+        state = self.state
+        with state["lock"]:
+            if state["fail_left"] > 0:
+                state["fail_left"] -= 1
+                return state["fail_status"]
+            hook = state["hook"]
+        return hook(self.command, self.path) if hook is not None else None
+
+    def _from_directory(self, path):
+        root = self.state["root"]
+        if root is None:
+            return None
+        file = (root / unquote(path).lstrip("/")).resolve()
+        if root not in file.parents or not file.is_file():
+            return None
+        return _Resource(file.read_bytes())
+
     def _serve(self):
+        injected = self._global_fault()
+        if injected:
+            return self._plain(int(injected), "injected fault")
         path = self.path.split("?", 1)[0]
         with self.state["lock"]:
             res = self.state["files"].get(path)
@@ -223,6 +257,8 @@ class _Handler(BaseHTTPRequestHandler):
             if res is not None and self.command != "HEAD" and res.fail_left > 0:
                 res.fail_left -= 1
                 fail = res.fail_status
+        if res is None:
+            res = self._from_directory(path)
         if res is None:
             return self._plain(404, "not found")
         if res.status is not None:
@@ -298,11 +334,17 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def serve_bytes(files=None):
+def serve_bytes(files=None, *, root=None, fail_first=0, fail_status=500, hook=None):
     """Serve registered bytes on a free loopback port in background threads; stop cleanly on exit.
 
-    files: optional {path: bytes} registered without faults (use `base.add` for faults)."""
+    files: optional {path: bytes} registered without faults (use `base.add` for faults);
+    root: a directory whose files answer the paths not registered;
+    fail_first / fail_status / hook: faults for every request (see the module docstring)."""
     state = {
+        "root": Path(root).resolve() if root is not None else None,
+        "fail_left": int(fail_first),
+        "fail_status": int(fail_status),
+        "hook": hook,
         "lock": threading.Lock(),
         "log": [],
         "files": {},
@@ -318,7 +360,8 @@ def serve_bytes(files=None):
     server.block_on_close = True
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
-    base = ServedURL(f"http://127.0.0.1:{server.server_address[1]}", state)
+    slash = "/" if root is not None else ""  # a directory's URL ends with a slash, as it does on a web server
+    base = ServedURL(f"http://127.0.0.1:{server.server_address[1]}{slash}", state)
     for path, data in (files or {}).items():
         base.add(path, data)
     try:
@@ -335,3 +378,16 @@ def serve_bytes(files=None):
                 pass
         server.server_close()
         thread.join(timeout=5)
+
+
+def serve_directory(path, fail_first=0, fail_status=500, hook=None):
+    """Serve the files under `path` (read at each request); the base URL ends with a slash."""
+    return serve_bytes(root=path, fail_first=fail_first, fail_status=fail_status, hook=hook)
+
+
+def closed_port_url(name="data.csv"):
+    """A loopback URL on a port nobody listens on (connection refused at once)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/{name}"

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from loopback import serve_directory
+from faultserver import serve_directory
 from workflow import snakemake, workflow_copy
 
 pytestmark = pytest.mark.e2e  # runs Snakemake

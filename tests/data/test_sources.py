@@ -8,18 +8,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pooch.core
 import pytest
 
-from metasig.data import sources
+from metasig.data import download, retry, sources
 from metasig.data.sources import builtin, table
 from metasig.data.sources import url as url_source
 from metasig.errors import InputError
 
 try:
-    from loopback import closed_port_url, serve_directory
+    from faultserver import closed_port_url, serve_directory
 except ImportError:  # tests/ imported as a package
-    from tests.loopback import closed_port_url, serve_directory
+    from tests.faultserver import closed_port_url, serve_directory
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 NSCLC = SHARED_DATA / "nsclc_gse103584_119patients.csv"
@@ -230,9 +229,9 @@ def test_real_nsclc_table():
 
 @pytest.fixture
 def no_sleep(monkeypatch):
-    """pooch waits 1, 2, 3 s between retries; record the waits instead of sleeping."""
+    """The url source waits 1, 2, 4 s between retries; record the waits instead of sleeping."""
     waits = []
-    monkeypatch.setattr(pooch.core.time, "sleep", waits.append)
+    monkeypatch.setattr(retry.time, "sleep", waits.append)
     return waits
 
 
@@ -280,13 +279,13 @@ def test_url_download_then_cache_hit(tmp_path, served, no_sleep):
             "unit": "tpm",
             "namespace": "symbol",
         }
-        cached = cache / "sha256" / sha[:2] / sha / "data.csv"
+        cached = download.cache_folder(base + "data.csv", cache) / "data.csv"
         assert cached.is_file() and _sha(cached) == sha
         # second run: nothing downloaded
         again, _, _ = sources.load(cfg, "d", cache_dir=cache)
         assert base.count() == 1
         pd.testing.assert_frame_equal(again, matrix)
-        # same content under another URL: the content-addressed cache serves it
+        # same content under another URL: the cached copy is linked, not downloaded
         shutil.copy(served / "data.csv", served / "copy.csv")
         sources.load(_url_cfg(base + "copy.csv?x=1", sha), "d", cache_dir=cache)
         assert base.count() == 1
@@ -316,7 +315,7 @@ def test_url_persistent_http_error_names_url(tmp_path, served, no_sleep):
         url = base + "missing.csv"
         with pytest.raises(InputError) as err:
             sources.load(_url_cfg(url, "0" * 64), "d", cache_dir=tmp_path / "c", config_file="c.yaml")
-        assert base.count("/missing.csv") == 1 + url_source.RETRIES
+        assert base.count("/missing.csv") == 1  # a client error is not retried
     assert err.value.file == "c.yaml" and err.value.field == "datasets.d.url"
     assert url in err.value.problem and "HTTP 404" in err.value.problem
 
@@ -331,7 +330,7 @@ def test_url_wrong_checksum_leaves_nothing(tmp_path, served, no_sleep):
     assert err.value.field == "datasets.d.sha256"
     assert url in err.value.problem and wrong in err.value.problem and _sha(served / "data.csv") in err.value.problem
     assert [p for p in cache.rglob("*") if p.is_file()] == []
-    assert not (cache / "sha256" / "ab").exists()
+    assert not (cache / "urls").exists()
 
 
 def test_url_unreachable_host_names_url(tmp_path, no_sleep):
@@ -357,10 +356,10 @@ def test_loopback_fault_hook(tmp_path, served):
 def test_url_damaged_cache_or_stray_temp_file_is_redownloaded(tmp_path, served, no_sleep):
     cache = tmp_path / "c"
     sha = _sha(served / "data.csv")
-    folder = url_source.cache_dir_for(sha, cache)
-    folder.mkdir(parents=True)
-    (folder / "tmpab12cd").write_text("half a downl")  # left by a killed run
     with serve_directory(served) as base:
+        folder = download.cache_folder(base + "data.csv", cache)
+        folder.mkdir(parents=True)
+        (folder / "data.csv.part").write_text("half a downl")  # left by a killed run
         cfg = _url_cfg(base + "data.csv", sha)
         sources.load(cfg, "d", cache_dir=cache)
         (folder / "data.csv").write_text("tampered")

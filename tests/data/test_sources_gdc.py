@@ -499,7 +499,7 @@ def test_read_star_counts_skips_summary_rows(tmp_path, gdc_module):
 def test_labels_from_a_sample_level_table_joined_on_the_barcode(tmp_path, gdc_module):
     """HER2 status is not in GDC's case records: take it from a Xena-style clinical matrix whose
     IDs are 15-character sample barcodes (TCGA-AA-0001-01) against GDC's 16 (TCGA-AA-0001-01A)."""
-    from loopback import serve_directory
+    from faultserver import serve_directory
 
     table = tmp_path / "hub" / "BRCA_clinicalMatrix"
     table.parent.mkdir()

@@ -20,9 +20,9 @@ from metasig.data.sources import geo, labels, xena
 from metasig.errors import InputError
 
 try:
-    from loopback import serve_directory
+    from faultserver import serve_directory
 except ImportError:  # tests/ imported as a package
-    from tests.loopback import serve_directory
+    from tests.faultserver import serve_directory
 
 HUB = "https://tcga.xenahubs.net/download"
 BRCA_EXPR = "TCGA.BRCA.sampleMap/HiSeqV2_PANCAN.gz"
