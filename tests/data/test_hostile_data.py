@@ -316,33 +316,3 @@ def test_disk_full_names_the_path_and_leaves_nothing(tmp_path, monkeypatch):
         io.write_json({"a": 1}, target_file)
     assert err.value.errno == errno.ENOSPC and str(target_file) in str(err.value)
     assert list((tmp_path / "out").iterdir()) == []  # no temp file, no half-written output
-
-
-def test_mlflow_rerun_leaves_no_orphan_running_run(tmp_path):
-    try:
-        from test_tracking import fake_model
-    except ImportError:  # tests/ imported as a package
-        from tests.test_tracking import fake_model
-    from mlflow.tracking import MlflowClient
-
-    from metasig.config import DEFAULT_GATE
-    from metasig.publish.gate import gate_task
-    from metasig.publish.registry import publish
-    from metasig.publish.tracking import VERSION_TAG, log_to_mlflow
-
-    index = publish(
-        gate_task([fake_model(tmp_path / "models", "ALL")], DEFAULT_GATE["binary"]),
-        tmp_path / "models",
-        tmp_path / "registry",
-    )
-    entry = index["models"][0]
-    uri = f"sqlite:///{tmp_path / 'db' / 'mlflow.db'}"
-    (tmp_path / "db").mkdir()
-    client = MlflowClient(tracking_uri=uri)
-    experiment = client.create_experiment("metasig-test", artifact_location=(tmp_path / "db" / "artifacts").as_uri())
-    # what a step killed between create_run and set_terminated leaves behind
-    orphan = client.create_run(experiment, tags={"metasig_name": entry["name"], VERSION_TAG: entry["version"]})
-    assert log_to_mlflow(index["models"], tmp_path / "registry", uri, "metasig-test")
-    statuses = {r.info.run_id: r.info.status for r in client.search_runs([experiment])}
-    assert "RUNNING" not in statuses.values()
-    assert statuses[orphan.info.run_id] == "FAILED" and list(statuses.values()).count("FINISHED") == 1

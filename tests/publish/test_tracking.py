@@ -102,3 +102,30 @@ def test_second_call_creates_no_duplicate(logged):
     index2 = publish(gt([doc], DEFAULT_GATE["binary"]), tmp / "models2", tmp / "registry")
     new = [e for e in index2["models"] if e["group"] == "ALL"][-1:]
     assert log_to_mlflow(new, tmp / "registry", uri, "metasig-test") == [("metasig.nsclc.status.ALL.lr", 2)]
+
+
+# Issue 10 C10 (moved here from the hostile-data tests: it needs this module's fake_model)
+def test_mlflow_rerun_leaves_no_orphan_running_run(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from metasig.config import DEFAULT_GATE
+    from metasig.publish.gate import gate_task
+    from metasig.publish.registry import publish
+    from metasig.publish.tracking import VERSION_TAG, log_to_mlflow
+
+    index = publish(
+        gate_task([fake_model(tmp_path / "models", "ALL")], DEFAULT_GATE["binary"]),
+        tmp_path / "models",
+        tmp_path / "registry",
+    )
+    entry = index["models"][0]
+    uri = f"sqlite:///{tmp_path / 'db' / 'mlflow.db'}"
+    (tmp_path / "db").mkdir()
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.create_experiment("metasig-test", artifact_location=(tmp_path / "db" / "artifacts").as_uri())
+    # what a step killed between create_run and set_terminated leaves behind
+    orphan = client.create_run(experiment, tags={"metasig_name": entry["name"], VERSION_TAG: entry["version"]})
+    assert log_to_mlflow(index["models"], tmp_path / "registry", uri, "metasig-test")
+    statuses = {r.info.run_id: r.info.status for r in client.search_runs([experiment])}
+    assert "RUNNING" not in statuses.values()
+    assert statuses[orphan.info.run_id] == "FAILED" and list(statuses.values()).count("FINISHED") == 1
