@@ -40,7 +40,7 @@ KNOWN_FILES = (FEATURES, PREPROCESSING, "model.json", "baseline_hazard.json", "c
 
 # Types skops may construct beyond its built-in defaults (skops reports these as "untrusted"):
 # our own transformers, the f_classif score function, numpy dtypes and the decision-tree
-# structure of random forests. Loading fails on anything else. tests/test_artifacts.py checks
+# structure of random forests. Loading fails on anything else. tests/learn/test_artifacts.py checks
 # that every type our pipelines produce is listed here.
 TRUSTED_TYPES = [
     "metasig.learn.preprocess.ColumnSubset",

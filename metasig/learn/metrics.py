@@ -4,7 +4,7 @@ Every metric is computed from *sample weights* (B, n): a row of ones is the plai
 bootstrap counts is one resample. One vectorised code path therefore serves both the point estimate
 and 1000 resamples x several outer repeats in well under a second, and the two cannot disagree.
 The formulas follow scikit-learn (classification) and scikit-survival (Harrell's C, integrated Brier
-score); tests/test_metrics.py checks them against those libraries.
+score); tests/learn/test_metrics.py checks them against those libraries.
 
 Prediction frames follow the predictions.tsv contract (one row per sample of one outer repeat):
 binary `y_true` (0/1) + `score` (P(positive)); multiclass `y_true` + `proba_<class>`;
