@@ -120,11 +120,7 @@ def _class_counts(sheet, task, sheet_file):
     if task["type"] == "survival":
         return {"events (event = 1)": int(np.asarray(y["event"], dtype=bool).sum())}
     if task["type"] == "binary":  # classes as written in the sheet, as tasks.target names them
-        from metasig.data.sources.labels import _text
-
-        written = tasks._cells(sheet.set_index(sheet["sample"].astype(str)).loc[samples], task["label"], task)
-        positive, others = _text(task["positive"]), sorted(set(written[y == 0].dropna()))
-        negative = others[0] if len(others) == 1 else f"not {positive}"
+        negative, positive = tasks.class_names(sheet, task)
         return {positive: int((y == 1).sum()), negative: int((y == 0).sum())}
     return {str(k): int(v) for k, v in pd.Series(y).value_counts().items()}
 

@@ -8,7 +8,7 @@ from metasig.logs import logged
 
 log = logging.getLogger("metasig")
 
-__all__ = ["logged", "feature_frame", "class_names", "train"]
+__all__ = ["logged", "feature_frame", "train"]
 
 
 def feature_frame(matrix_in, samples_in, groups_in, group, task_cfg, covariates, normalization):
@@ -16,11 +16,11 @@ def feature_frame(matrix_in, samples_in, groups_in, group, task_cfg, covariates,
     samples that carry the task's label. With in-fold VST, size factors need the whole library:
     the frame then holds every gene (+ the group's covariates) and `subset` gives the positions
     of the group's genes among them. Returns (X, y, class names, subset or None)."""
-    from metasig.learn.tasks import target
+    from metasig.learn import tasks
 
     matrix, _ = io.read_matrix(matrix_in)
     sheet = io.read_sheet(samples_in)
-    samples, y = target(sheet, task_cfg, sheet_file=samples_in)
+    samples, y = tasks.target(sheet, task_cfg, sheet_file=samples_in)
     features = io.read_json(groups_in)[group]["genes"]
     genes = [f for f in features if f in matrix.columns]
     if covariates:
@@ -30,19 +30,7 @@ def feature_frame(matrix_in, samples_in, groups_in, group, task_cfg, covariates,
         position = {gene: i for i, gene in enumerate(matrix.columns[: len(matrix.columns) - len(covariates)])}
         subset = [position[g] for g in genes]
         features = [c for c in matrix.columns if c not in covariates] + [c for c in features if c in covariates]
-    return matrix.loc[samples, features], y, class_names(sheet, task_cfg), subset
-
-
-def class_names(sheet, task_cfg):
-    """Binary tasks: [negative, positive] label names as written in the sample sheet."""
-    from metasig.data.sources.labels import _text
-    from metasig.learn.tasks import _cells
-
-    if task_cfg["type"] != "binary":
-        return None
-    positive = _text(task_cfg["positive"])
-    others = sorted(set(_cells(sheet, task_cfg["label"], task_cfg).dropna()) - {positive})
-    return [others[0] if len(others) == 1 else f"not {positive}", positive]
+    return matrix.loc[samples, features], y, tasks.class_names(sheet, task_cfg), subset
 
 
 def train(

@@ -8,7 +8,7 @@ task are reported by `left_out`, never dropped without a count."""
 import numpy as np
 import pandas as pd
 
-from metasig.data.sources.labels import _text
+from metasig.data.sources.labels import cell_text
 from metasig.errors import InputError
 
 _TRUE = {"1", "true", "yes", "dead", "deceased", "event"}
@@ -22,9 +22,18 @@ def _columns(task):
 
 def _cells(sheet, column, task):
     """The column as text (1.0 -> '1', as written otherwise); None where the task calls it missing."""
-    missing = {_text(v) for v in task.get("missing") or []}
-    values = sheet[column].map(_text)
+    missing = {cell_text(v) for v in task.get("missing") or []}
+    values = sheet[column].map(cell_text)
     return values.where(~values.isin(missing - {None}), None)
+
+
+def class_names(sheet: pd.DataFrame, task: dict):
+    """Binary tasks: [negative, positive] label names as written in the sample sheet; else None."""
+    if task["type"] != "binary":
+        return None
+    positive = cell_text(task["positive"])
+    others = sorted(set(_cells(sheet, task["label"], task).dropna()) - {positive})
+    return [others[0] if len(others) == 1 else f"not {positive}", positive]
 
 
 def left_out(sheet: pd.DataFrame, task: dict, sheet_file="samples.tsv") -> dict:
@@ -70,7 +79,7 @@ def target(sheet: pd.DataFrame, task: dict, sheet_file="samples.tsv", min_per_cl
     labels = _cells(rows, task["label"], task)
     if task["type"] == "binary":
         raw = task["positive"]
-        positive = _text(raw)
+        positive = cell_text(raw)
         if positive not in set(labels):
             hint = ""
             if isinstance(raw, bool):
@@ -131,7 +140,7 @@ def _survival(rows, task, sheet_file):
         raise InputError(
             sheet_file,
             task["event"],
-            f"event must be 1/0 or true/false (sample {bad}: '{_text(rows.loc[bad, task['event']])}')",
+            f"event must be 1/0 or true/false (sample {bad}: '{cell_text(rows.loc[bad, task['event']])}')",
         )
     if not event.any():
         raise InputError(sheet_file, task["event"], "no sample has an event; survival models need events")
@@ -141,6 +150,6 @@ def _survival(rows, task, sheet_file):
 
 
 def _as_event(value):
-    text = _text(value)
+    text = cell_text(value)
     text = "" if text is None else text.lower()
     return True if text in _TRUE else False if text in _FALSE else None

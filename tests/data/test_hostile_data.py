@@ -15,6 +15,7 @@ from metasig.data import steps as data_steps
 from metasig.data.sources import table
 from metasig.errors import InputError
 from metasig.learn import steps as learn_steps
+from metasig.learn import tasks
 from metasig.learn.tasks import target
 from metasig.logs import logged
 from metasig.reads import steps as reads_steps
@@ -146,7 +147,7 @@ def test_blank_in_01_label_column_still_matches_positive_1(tmp_path):
     assert sheet["response"].dtype == float  # the blank makes pandas read 1.0 / 0.0
     samples, y = target(sheet, {"type": "binary", "label": "response", "positive": 1}, "samples.tsv")
     assert list(y) == [1, 0] * 3 and len(samples) == 6
-    assert learn_steps.class_names(sheet, {"type": "binary", "label": "response", "positive": 1}) == ["0", "1"]
+    assert tasks.class_names(sheet, {"type": "binary", "label": "response", "positive": 1}) == ["0", "1"]
 
 
 def test_positive_yes_read_by_yaml_as_boolean_gets_a_hint_to_quote_it(tmp_path):

@@ -30,7 +30,7 @@ MISSING_DROP, MISSING_KEEP = "drop", "keep"
 _LABEL_KEYS = {"column", "map", "missing"}
 
 
-def _text(value):
+def cell_text(value):
     """A cell as stripped text; None for NaN/None/empty. 1.0 -> '1' (a float-parsed integer code)."""
     if value is None:
         return None
@@ -90,14 +90,14 @@ def derive_labels(
                 column,
                 f"label column for '{name}' not found (columns: {_few([c for c in out.columns if c != 'sample'])})",
             )
-        raw = out[column].map(_text)
+        raw = out[column].map(cell_text)
         mapping = spec.get("map")
         if mapping is not None:
             if not isinstance(mapping, dict):
                 raise InputError(
                     config_file, f"{field}.map", "must be a mapping of annotation value -> label (null for missing)"
                 )
-            table = {_text(k): (None if _text(v) is None else v) for k, v in mapping.items()}
+            table = {cell_text(k): (None if cell_text(v) is None else v) for k, v in mapping.items()}
             present = raw.dropna()
             unexpected = present[~present.isin(list(table))]
             if len(unexpected):
