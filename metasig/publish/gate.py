@@ -25,25 +25,7 @@ import math
 
 import pandas as pd
 
-GATE_COLUMNS = [
-    "dataset",
-    "task",
-    "group",
-    "model",
-    "kind",
-    "metric",
-    "bound",
-    "min",
-    "beat_permuted",
-    "value",
-    "ci_low",
-    "ci_high",
-    "permuted_ci_low",
-    "permuted_ci_high",
-    "passed",
-    "no_signal",
-    "reason",
-]
+from metasig.publish.gate_table import GATE_COLUMNS
 
 
 def _num(value):

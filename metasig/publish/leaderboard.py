@@ -6,8 +6,7 @@ import math
 import pandas as pd
 
 from metasig.config import METRICS as TASK_METRICS
-
-ID_COLUMNS = ["dataset", "task", "group", "model"]
+from metasig.publish.gate_table import ID_COLUMNS, flag, gate_lookup
 
 
 def _metric_order(docs):
@@ -26,21 +25,6 @@ def _value(block, metric, field):
         return math.nan
 
 
-def _gate_lookup(gate_rows):
-    if gate_rows is None:
-        return {}
-    records = gate_rows.to_dict("records") if hasattr(gate_rows, "to_dict") else list(gate_rows)
-    return {tuple(str(r[k]) for k in ID_COLUMNS): r for r in records}
-
-
-def _bool_or_na(value):
-    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
-        return pd.NA
-    if isinstance(value, str):
-        return value.strip().lower() in ("true", "1", "yes")
-    return bool(value)
-
-
 def leaderboard(metrics_docs, gate_rows=None) -> pd.DataFrame:
     """Build the leaderboard; sorted by dataset, task, then the task's gate metric (descending).
 
@@ -51,7 +35,7 @@ def leaderboard(metrics_docs, gate_rows=None) -> pd.DataFrame:
     metrics = _metric_order(docs)
     # ranking metrics also carry the metric on pooled out-of-fold predictions (see metrics.bootstrap_ci)
     pooled = [m for m in metrics if any("pooled" in ((d.get("metrics") or {}).get(m) or {}) for d in docs)]
-    gates = _gate_lookup(gate_rows)
+    gates = gate_lookup(gate_rows)
     rows = []
     for doc in docs:
         key = tuple(str(doc.get(k)) for k in ID_COLUMNS)
@@ -76,9 +60,9 @@ def leaderboard(metrics_docs, gate_rows=None) -> pd.DataFrame:
         gate = gates.get(key)
         own = [m for m in metrics if m in (doc.get("metrics") or {})]
         row["gate_metric"] = gate["metric"] if gate else (own[0] if own else pd.NA)
-        row["gate_passed"] = _bool_or_na(gate["passed"]) if gate else pd.NA
+        row["gate_passed"] = flag(gate["passed"]) if gate else pd.NA
         row["gate_reason"] = gate.get("reason") if gate else pd.NA
-        row["no_signal"] = _bool_or_na(gate.get("no_signal")) if gate else pd.NA
+        row["no_signal"] = flag(gate.get("no_signal")) if gate else pd.NA
         rows.append(row)
 
     columns = (

@@ -29,6 +29,7 @@ from pathlib import Path, PurePosixPath
 
 from metasig.errors import InputError
 from metasig.io import read_json, sha256_file, write_json
+from metasig.publish.gate_table import records, truthy
 
 INDEX_SCHEMA = 1
 ARTIFACT_DIR = "model"
@@ -185,7 +186,7 @@ def model_card(doc, artifact, sums, metrics_sha256, gate_row):
         "## Gate decision",
         reason if str(reason).startswith("passed") else f"failed: {reason}",
     ]
-    if _truthy(gate_row.get("no_signal")):
+    if truthy(gate_row.get("no_signal")):
         lines += [
             "",
             f"**This gene group carries no signal:** the {gate_row.get('metric', 'gate metric')} "
@@ -212,21 +213,6 @@ def model_card(doc, artifact, sums, metrics_sha256, gate_row):
 
 
 # ---- publishing ------------------------------------------------------------------------------
-
-
-def _truthy(value):
-    if isinstance(value, str):
-        return value.strip().lower() in ("true", "1", "yes")
-    try:
-        return bool(value) and not (isinstance(value, float) and math.isnan(value))
-    except (TypeError, ValueError):  # pandas NA
-        return False
-
-
-def _rows(gate_rows):
-    if hasattr(gate_rows, "to_dict"):
-        return gate_rows.to_dict("records")
-    return list(gate_rows)
 
 
 def _write_text_if_changed(path, text):
@@ -321,10 +307,10 @@ def publish(gate_rows, models_root, registry_root) -> dict:
     ]
     latest = dict(index.get("latest") or {})
 
-    for row in _rows(gate_rows):
+    for row in records(gate_rows):
         ident = [str(row[k]) for k in ("dataset", "task", "group", "model")]
         name = model_name(*ident)
-        if not _truthy(row.get("passed")):
+        if not truthy(row.get("passed")):
             latest.pop(name, None)  # gated now and failed: do not serve an older version as latest
             continue
         src = models_root.joinpath(*ident)

@@ -3,10 +3,9 @@
 import logging
 from pathlib import Path
 
-import pandas as pd
-
 from metasig import io
 from metasig.logs import logged
+from metasig.publish.gate_table import read_gates, write_gates
 
 log = logging.getLogger("metasig")
 
@@ -17,13 +16,8 @@ def gate(metrics_files, gate_cfg, gate_out):
     from metasig.publish.gate import gate_task
 
     rows = gate_task([io.read_json(f) for f in metrics_files], gate_cfg)
-    with io.atomic_path(gate_out) as tmp:
-        rows.to_csv(tmp, sep="\t", index=False)
+    write_gates(rows, gate_out)
     log.info("%d of %d models passed the gate", int(rows["passed"].sum()), len(rows))
-
-
-def read_gates(gate_files):
-    return pd.concat([pd.read_csv(f, sep="\t") for f in gate_files], ignore_index=True)
 
 
 def register(gate_files, models_root, registry_root, index_out):

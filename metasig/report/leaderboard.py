@@ -1,14 +1,13 @@
 """Leaderboard figure: a forest plot of every group x model of a task against its gate and
 permuted control, with the sample note shared by the report."""
 
-import math
-
 import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from metasig.publish.gate import CHANCE_LEVEL
+from metasig.publish.gate_table import gate_lookup, truthy
 from metasig.report.style import GREY, NOTE_COLOUR, PALETTE, empty, new_figure, save, short, styled
 
 LOWER_IS_BETTER = {"ibs"}
@@ -18,34 +17,19 @@ def _fmt(x, digits=2):
     return "n/a" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
 
 
-def _truthy(value):
-    if isinstance(value, str):
-        return value.strip().lower() in {"true", "1", "yes", "pass", "passed"}
-    try:
-        return bool(value) and not (isinstance(value, float) and math.isnan(value))
-    except (TypeError, ValueError):
-        return False
-
-
-def _gate_lookup(gate_rows_df):
-    """(group, model) -> passed, and the gate threshold, from a gate table.
-
-    Expected columns: `group`, `model`, `passed` (also accepted: `pass`, `gate_passed`), and
-    optionally `min`/`threshold` and `bound`. Missing table or columns: nothing is marked as passed.
-    """
+def _gate_summary(gate_rows_df):
+    """(group, model) -> passed, and the gate threshold and bound, from a task's gate table
+    (`metasig.publish.gate_table`). Missing table or columns: nothing is marked as passed."""
     passed, threshold, bound = {}, None, None
     if gate_rows_df is None or len(gate_rows_df) == 0:
         return passed, threshold, bound
-    col = next((c for c in ("passed", "pass", "gate_passed") if c in gate_rows_df.columns), None)
-    if col and {"group", "model"} <= set(gate_rows_df.columns):
-        for _, row in gate_rows_df.iterrows():
-            passed[(str(row["group"]), str(row["model"]))] = _truthy(row[col])
-    for name in ("min", "threshold", "gate_min"):
-        if name in gate_rows_df.columns:
-            values = pd.to_numeric(gate_rows_df[name], errors="coerce").dropna()
-            if len(values):
-                threshold = float(values.iloc[0])
-                break
+    if {"group", "model", "passed"} <= set(gate_rows_df.columns):
+        rows = gate_lookup(gate_rows_df, keys=("group", "model"))
+        passed = {key: truthy(row["passed"]) for key, row in rows.items()}
+    if "min" in gate_rows_df.columns:
+        values = pd.to_numeric(gate_rows_df["min"], errors="coerce").dropna()
+        if len(values):
+            threshold = float(values.iloc[0])
     if "bound" in gate_rows_df.columns and gate_rows_df["bound"].notna().any():
         bound = str(gate_rows_df["bound"].dropna().iloc[0])
     return passed, threshold, bound
@@ -77,7 +61,7 @@ def leaderboard_plot(metrics_docs, gate_rows_df, path, metric, threshold=None, g
     the gate are filled, the others hollow. Rows are sorted best first.
 
     `metrics_docs`: list of metrics.json dicts. `gate_rows_df`: the task's gate table (see
-    `_gate_lookup`) or None. `threshold`/`gate` (gate settings dict) override the table's threshold.
+    `_gate_summary`) or None. `threshold`/`gate` (gate settings dict) override the table's threshold.
     """
     docs = list(metrics_docs or [])
     first = docs[0] if docs else {}
@@ -86,7 +70,7 @@ def leaderboard_plot(metrics_docs, gate_rows_df, path, metric, threshold=None, g
     title += sample_note(first)
     if not docs:
         return empty(path, title, "no trained models to show")
-    passed, table_threshold, bound = _gate_lookup(gate_rows_df)
+    passed, table_threshold, bound = _gate_summary(gate_rows_df)
     gate = gate or {}
     if threshold is None:
         threshold = gate.get("min") if gate.get("metric", metric) == metric else None

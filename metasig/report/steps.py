@@ -7,6 +7,7 @@ import pandas as pd
 from metasig import io
 from metasig.data.normalize import IN_FOLD
 from metasig.logs import logged
+from metasig.publish.gate_table import read_gate
 
 log = logging.getLogger("metasig")
 
@@ -49,7 +50,7 @@ def plot_task(figure, metrics_files, prediction_files, importance_files, gate_fi
         return pd.read_csv(prediction_files[i], sep="\t", dtype={"sample": str})
 
     if figure == "leaderboard":
-        leaderboard_plot(docs, pd.read_csv(gate_file, sep="\t"), out, metric, gate=gate_cfg)
+        leaderboard_plot(docs, read_gate(gate_file), out, metric, gate=gate_cfg)
     elif figure in ("roc_pr", "calibration"):
         by_job = {label(i): predictions(i) for i in best_per_group.values()}
         if figure == "roc_pr":
