@@ -7,7 +7,6 @@ to 6 decimals, NaN written as null, no timings or paths; timings go to timing.js
 """
 
 import logging
-import math
 import time as clock
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,11 +17,11 @@ import pandas as pd
 from metasig import io
 from metasig.config import DEFAULT_CV
 from metasig.learn.metrics import bootstrap_ci, metric_fn_for
+from metasig.learn.metrics_file import write_metrics
 from metasig.learn.nested_cv import final_fit, nested_cv
 
 log = logging.getLogger("metasig.learn.job")
 CV_KEYS = ("outer_folds", "outer_repeats", "inner_folds", "bootstrap", "permuted_repeats")
-DECIMALS = 6
 
 
 @dataclass
@@ -186,7 +185,7 @@ def write_outputs(result: TrainResult, outdir, identity: dict, features, left_ou
     if kind != "survival":
         doc["classes"] = [str(c) for c in result.classes]
     outdir.mkdir(parents=True, exist_ok=True)
-    io.write_json(clean_json(doc), outdir / "metrics.json")
+    write_metrics(doc, outdir / "metrics.json")
     io.write_json({k: round(float(v), 3) for k, v in result.timing.items()}, outdir / "timing.json")
     _write_tsv(result.predictions, outdir / "predictions.tsv")
     _write_tsv(result.importance, outdir / "importance.tsv")
@@ -199,27 +198,6 @@ def write_outputs(result: TrainResult, outdir, identity: dict, features, left_ou
         classes=result.classes,
         positive=result.positive,
     )
-
-
-def clean_json(value):
-    """JSON-safe, deterministic copy: floats rounded, NaN/inf -> None, numpy -> Python, tuples ->
-    lists, anything else unknown -> its repr."""
-    if isinstance(value, dict):
-        return {str(k): clean_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [clean_json(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return [clean_json(v) for v in value.tolist()]
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        value = float(value)
-        return round(value, DECIMALS) if math.isfinite(value) else None
-    if value is None or isinstance(value, str):
-        return value
-    return repr(value)
 
 
 def _ci_text(ci):

@@ -25,16 +25,9 @@ import math
 
 import pandas as pd
 
+from metasig.config import LOWER_IS_BETTER
+from metasig.learn.metrics_file import interval
 from metasig.publish.gate_table import GATE_COLUMNS
-
-
-def _num(value):
-    """A float, or NaN for missing / non-numeric values."""
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return math.nan
-    return out
 
 
 def _fmt(value, other=None):
@@ -48,22 +41,20 @@ def _fmt(value, other=None):
     return text
 
 
-def _interval(block, metric):
-    entry = (block or {}).get(metric) or {}
-    return {k: _num(entry.get(k)) for k in ("estimate", "ci_low", "ci_high")}
-
-
 # Metrics whose chance level does not depend on the data.
 CHANCE_LEVEL = {"roc_auc": 0.5, "c_index": 0.5, "mcc": 0.0}
 
 
 def no_signal(metrics_doc: dict, metric: str):
     """True if the real CI reaches down to the permuted control's CI or to the metric's chance
-    level (one permutation can land well below chance on small cohorts); None if unavailable."""
-    real = _interval(metrics_doc.get("metrics"), metric)
-    perm = _interval(metrics_doc.get("permuted"), metric)
+    level (one permutation can land well below chance on small cohorts); for a lower-is-better
+    metric, if it reaches up to the permuted CI. None if unavailable."""
+    real = interval(metrics_doc.get("metrics"), metric)
+    perm = interval(metrics_doc.get("permuted"), metric)
     if math.isnan(real["ci_low"]) or math.isnan(perm["ci_high"]):
         return None
+    if metric in LOWER_IS_BETTER:  # never a gate metric (config refuses it); the report plots it
+        return bool(real["ci_high"] >= perm["ci_low"])
     return bool(real["ci_low"] <= max(perm["ci_high"], CHANCE_LEVEL.get(metric, -math.inf)))
 
 
@@ -79,7 +70,7 @@ def decide(metrics_doc: dict, gate: dict):
     if metric not in (metrics_doc.get("metrics") or {}):
         reported = sorted(metrics_doc.get("metrics") or {})
         return False, f"{metric} was not reported for this model (reported: {', '.join(reported) or 'none'})"
-    real = _interval(metrics_doc["metrics"], metric)
+    real = interval(metrics_doc["metrics"], metric)
     value = real[bound]
     if math.isnan(value):
         return False, f"{metric} {bound} is not available (NaN)"
@@ -88,7 +79,7 @@ def decide(metrics_doc: dict, gate: dict):
     if not value >= minimum:
         failures.append(f"{metric} {bound} {_fmt(value, minimum)} < {_fmt(minimum)}")
 
-    perm = _interval(metrics_doc.get("permuted"), metric)
+    perm = interval(metrics_doc.get("permuted"), metric)
     beats = None  # unknown when there is no permuted control
     if not (math.isnan(real["ci_low"]) or math.isnan(perm["ci_high"])):
         beats = real["ci_low"] > perm["ci_high"]
@@ -129,8 +120,8 @@ def gate_task(metrics_docs, gate: dict) -> pd.DataFrame:
         metric = gate["metric"]
         bound = gate.get("bound", "ci_low")
         passed, reason = decide(doc, gate)
-        real = _interval(doc.get("metrics"), metric)
-        perm = _interval(doc.get("permuted"), metric)
+        real = interval(doc.get("metrics"), metric)
+        perm = interval(doc.get("permuted"), metric)
         rows.append(
             {
                 "dataset": doc.get("dataset"),

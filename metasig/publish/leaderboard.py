@@ -6,6 +6,7 @@ import math
 import pandas as pd
 
 from metasig.config import METRICS as TASK_METRICS
+from metasig.learn.metrics_file import interval
 from metasig.publish.gate_table import ID_COLUMNS, flag, gate_lookup
 
 
@@ -15,14 +16,6 @@ def _metric_order(docs):
     canonical = [m for kind in ("binary", "survival") for m in TASK_METRICS[kind]]
     ordered = [m for m in dict.fromkeys(canonical) if m in seen]
     return ordered + sorted(seen - set(ordered))
-
-
-def _value(block, metric, field):
-    value = ((block or {}).get(metric) or {}).get(field)
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 def leaderboard(metrics_docs, gate_rows=None) -> pd.DataFrame:
@@ -48,15 +41,17 @@ def leaderboard(metrics_docs, gate_rows=None) -> pd.DataFrame:
             n_features=doc.get("n_features"),
         )
         for metric in metrics:
-            row[metric] = _value(doc.get("metrics"), metric, "estimate")
-            row[f"{metric}_ci_low"] = _value(doc.get("metrics"), metric, "ci_low")
-            row[f"{metric}_ci_high"] = _value(doc.get("metrics"), metric, "ci_high")
+            real = interval(doc.get("metrics"), metric)
+            row[metric] = real["estimate"]
+            row[f"{metric}_ci_low"] = real["ci_low"]
+            row[f"{metric}_ci_high"] = real["ci_high"]
             if metric in pooled:
-                row[f"{metric}_pooled"] = _value(doc.get("metrics"), metric, "pooled")
+                row[f"{metric}_pooled"] = real["pooled"]
         for metric in metrics:
-            row[f"permuted_{metric}"] = _value(doc.get("permuted"), metric, "estimate")
-            row[f"permuted_{metric}_ci_low"] = _value(doc.get("permuted"), metric, "ci_low")
-            row[f"permuted_{metric}_ci_high"] = _value(doc.get("permuted"), metric, "ci_high")
+            perm = interval(doc.get("permuted"), metric)
+            row[f"permuted_{metric}"] = perm["estimate"]
+            row[f"permuted_{metric}_ci_low"] = perm["ci_low"]
+            row[f"permuted_{metric}_ci_high"] = perm["ci_high"]
         gate = gates.get(key)
         own = [m for m in metrics if m in (doc.get("metrics") or {})]
         row["gate_metric"] = gate["metric"] if gate else (own[0] if own else pd.NA)

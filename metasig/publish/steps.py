@@ -4,6 +4,7 @@ import logging
 from pathlib import Path
 
 from metasig import io
+from metasig.learn.metrics_file import read_metrics
 from metasig.logs import logged
 from metasig.publish.gate_table import read_gates, write_gates
 
@@ -15,7 +16,7 @@ __all__ = ["logged", "gate", "read_gates", "register", "log_mlflow", "leaderboar
 def gate(metrics_files, gate_cfg, gate_out):
     from metasig.publish.gate import gate_task
 
-    rows = gate_task([io.read_json(f) for f in metrics_files], gate_cfg)
+    rows = gate_task([read_metrics(f) for f in metrics_files], gate_cfg)
     write_gates(rows, gate_out)
     log.info("%d of %d models passed the gate", int(rows["passed"].sum()), len(rows))
 
@@ -40,6 +41,6 @@ def log_mlflow(registry_root, tracking_uri, experiment, logged_out):
 def leaderboard(metrics_files, gate_files, table_out):
     from metasig.publish.leaderboard import leaderboard as build
 
-    table = build([io.read_json(f) for f in metrics_files], read_gates(gate_files))
+    table = build([read_metrics(f) for f in metrics_files], read_gates(gate_files))
     with io.atomic_path(table_out) as tmp:
         table.to_csv(tmp, sep="\t", index=False, float_format="%.4f")

@@ -6,11 +6,11 @@ import pandas as pd
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from metasig.publish.gate import CHANCE_LEVEL
+from metasig.config import LOWER_IS_BETTER
+from metasig.learn.metrics_file import interval
+from metasig.publish.gate import no_signal as gate_no_signal
 from metasig.publish.gate_table import gate_lookup, truthy
 from metasig.report.style import GREY, NOTE_COLOUR, PALETTE, empty, new_figure, save, short, styled
-
-LOWER_IS_BETTER = {"ibs"}
 
 
 def _fmt(x, digits=2):
@@ -33,13 +33,6 @@ def _gate_summary(gate_rows_df):
     if "bound" in gate_rows_df.columns and gate_rows_df["bound"].notna().any():
         bound = str(gate_rows_df["bound"].dropna().iloc[0])
     return passed, threshold, bound
-
-
-def _ci(block, metric):
-    entry = (block or {}).get(metric) or {}
-    return tuple(
-        float(entry.get(k, np.nan)) if entry.get(k) is not None else np.nan for k in ("estimate", "ci_low", "ci_high")
-    )
 
 
 def sample_note(doc):
@@ -81,8 +74,9 @@ def leaderboard_plot(metrics_docs, gate_rows_df, path, metric, threshold=None, g
 
     rows = []
     for doc in docs:
-        est, lo, hi = _ci(doc.get("metrics"), metric)
-        pest, plo, phi = _ci(doc.get("permuted"), metric)
+        real, perm = interval(doc.get("metrics"), metric), interval(doc.get("permuted"), metric)
+        est, lo, hi = real["estimate"], real["ci_low"], real["ci_high"]
+        pest, plo, phi = perm["estimate"], perm["ci_low"], perm["ci_high"]
         group, model = str(doc.get("group", "?")), str(doc.get("model", "?"))
         rows.append(
             {
@@ -95,6 +89,7 @@ def leaderboard_plot(metrics_docs, gate_rows_df, path, metric, threshold=None, g
                 "plo": plo,
                 "phi": phi,
                 "passed": passed.get((group, model), False),
+                "no_signal": gate_no_signal(doc, metric) is True,
             }
         )
     table = pd.DataFrame(rows)
@@ -155,12 +150,7 @@ def leaderboard_plot(metrics_docs, gate_rows_df, path, metric, threshold=None, g
     # Numbers beside each row, and a plain statement when the model does not beat the permuted control.
     for y, row in zip(ys, table.itertuples()):
         text = f"{_fmt(row.est, 3)} [{_fmt(row.lo, 3)}, {_fmt(row.hi, 3)}]"
-        chance = CHANCE_LEVEL.get(metric, -np.inf)
-        no_signal = (
-            np.isfinite(row.lo)
-            and np.isfinite(row.phi)
-            and ((row.hi >= row.plo) if lower_better else (row.lo <= max(row.phi, chance)))
-        )
+        no_signal = row.no_signal
         if not np.isfinite(row.est):
             text = "metric not available"
         elif no_signal:

@@ -6,6 +6,7 @@ import pandas as pd
 
 from metasig import io
 from metasig.data.normalize import IN_FOLD
+from metasig.learn.metrics_file import read_metrics
 from metasig.logs import logged
 from metasig.publish.gate_table import read_gate
 
@@ -35,7 +36,7 @@ def plot_task(figure, metrics_files, prediction_files, importance_files, gate_fi
     from metasig.report.leaderboard import leaderboard_plot
     from metasig.report.survival import km_plot
 
-    docs = [io.read_json(f) for f in metrics_files]
+    docs = [read_metrics(f) for f in metrics_files]
     metric = gate_cfg["metric"]
     order = sorted(range(len(docs)), key=lambda i: -docs[i]["metrics"][metric]["estimate"])
     best = order[0]
