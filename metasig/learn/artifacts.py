@@ -16,7 +16,6 @@ explicit allowlist of trusted types (`TRUSTED_TYPES`), never `trusted=True`.
 import io
 import json
 import platform
-import re
 import zipfile
 from importlib import metadata
 from pathlib import Path
@@ -26,13 +25,13 @@ import pandas as pd
 import skops.io as sio
 
 from metasig.errors import InputError
-from metasig.io import atomic_path, sha256_file
+from metasig.io import atomic_path
+from metasig.learn.checksums import SUMS, format_sums, verify
 from metasig.learn.models import model_feature_names
 from metasig.learn.survival import CoxPH, XGBoostCox, survival_from_risk
 from metasig.learn.xgb import XGBoostClassifier, xgb_class_proba, xgb_margin
 
 FORMAT_VERSION = 1
-SUMS = "SHA256SUMS"
 ARTIFACT = "artifact.json"
 FEATURES = "features.json"
 PREPROCESSING = "preprocessing.skops"
@@ -212,42 +211,17 @@ def save_artifact(fitted_pipeline, outdir, features, task_kind, model_kind, clas
         else:
             _write_json(path, content)
         written.append(path)
-    sums = "".join(f"{sha256_file(p)}  {p.name}\n" for p in sorted(written, key=lambda p: p.name))
-    _write_bytes(outdir / SUMS, sums.encode())
+    _write_bytes(outdir / SUMS, format_sums(written))
     written.append(outdir / SUMS)
     return written
 
 
 # ---- load -------------------------------------------------------------------------------------
 
-_SUM_LINE = re.compile(r"^([0-9a-f]{64}) [ *]([A-Za-z0-9_.-]+)$")
-
 
 def verify_checksums(directory) -> dict:
-    """Check every file listed in SHA256SUMS; return {name: sha256}. Raises InputError naming
-    the first missing or altered file."""
-    directory = Path(directory)
-    sums_path = directory / SUMS
-    if not sums_path.is_file():
-        raise InputError(sums_path, "(file)", "missing: an artifact folder must carry SHA256SUMS")
-    listed = {}
-    for n, line in enumerate(sums_path.read_text().splitlines(), 1):
-        match = _SUM_LINE.match(line.strip())
-        if not match or match.group(2) in (".", ".."):
-            raise InputError(sums_path, f"line {n}", f"not a 'sha256  filename' line: {line!r}")
-        listed[match.group(2)] = match.group(1)
-    for name, expected in listed.items():
-        path = directory / name
-        if not path.is_file():
-            raise InputError(path, "(file)", "listed in SHA256SUMS but missing")
-        actual = sha256_file(path)
-        if actual != expected:
-            raise InputError(
-                path,
-                "sha256",
-                f"checksum mismatch (SHA256SUMS: {expected}, file: {actual}); the artifact was altered or corrupted",
-            )
-    return listed
+    """Check every file listed in SHA256SUMS (`metasig.learn.checksums.verify`); return {name: sha256}."""
+    return verify(directory, refusing="load it")
 
 
 class Artifact:

@@ -29,65 +29,24 @@ from pathlib import Path, PurePosixPath
 
 from metasig.errors import InputError
 from metasig.io import read_json, sha256_file, write_json
+from metasig.learn import checksums
+from metasig.learn.checksums import SUMS, ChecksumError, read_sums  # noqa: F401 (part of this module's API)
 from metasig.publish.gate_table import records, truthy
 
 INDEX_SCHEMA = 1
 ARTIFACT_DIR = "model"
 CARD = "model_card.md"
 METRICS = "metrics.json"
-SUMS = "SHA256SUMS"
 _CARD_FEATURES = 200  # longer lists (e.g. ALL genes) are in features.json
-
-
-class ChecksumError(InputError):
-    """An artifact file is missing or does not match its recorded sha256."""
 
 
 def model_name(dataset, task, group, model):
     return f"{dataset}.{task}.{group}.{model}"
 
 
-def read_sums(folder):
-    """Parse SHA256SUMS (`sha256sum` format) into {relative name: hex}; refuse unsafe names."""
-    folder = Path(folder)
-    sums_path = folder / SUMS
-    if not sums_path.is_file():
-        raise ChecksumError(sums_path, SUMS, "checksum file is missing; the artifact cannot be verified")
-    entries = {}
-    for number, line in enumerate(sums_path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        parts = line.split(None, 1)
-        if len(parts) != 2 or len(parts[0]) != 64:
-            raise ChecksumError(sums_path, f"line {number}", f"not a 'sha256  filename' line: {line!r}")
-        digest, name = parts[0].lower(), parts[1].strip()
-        name = name[1:] if name.startswith("*") else name  # binary-mode marker
-        rel = PurePosixPath(name)
-        if rel.is_absolute() or ".." in rel.parts or name in ("", SUMS):
-            raise ChecksumError(sums_path, f"line {number}", f"unsafe or invalid file name {name!r}")
-        entries[str(rel)] = digest
-    if not entries:
-        raise ChecksumError(sums_path, SUMS, "checksum file lists no files")
-    return entries
-
-
 def verify(folder):
-    """Check every file named in SHA256SUMS; return {name: sha256}. Raises ChecksumError."""
-    folder = Path(folder)
-    entries = read_sums(folder)
-    for name, digest in entries.items():
-        path = folder / name
-        if not path.is_file():
-            raise ChecksumError(path, name, f"listed in {SUMS} but missing")
-        actual = sha256_file(path)
-        if actual != digest:
-            raise ChecksumError(
-                path,
-                name,
-                f"sha256 mismatch (expected {digest}, found {actual}): the artifact was modified or "
-                f"corrupted after training; refusing to register it",
-            )
-    return entries
+    """Check every file named in SHA256SUMS (`metasig.learn.checksums.verify`); return {name: sha256}."""
+    return checksums.verify(folder, refusing="register it")
 
 
 def version_of(artifact_dir, metrics_path):

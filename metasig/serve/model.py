@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 
 from metasig.learn.artifacts import load_artifact
+from metasig.learn.checksums import read_sums
 from metasig.learn.xgb import xgb_class_proba, xgb_margin
-from metasig.publish.registry import read_sums
 
 log = logging.getLogger("metasig.serve")
 
