@@ -18,7 +18,7 @@ import os
 import warnings
 from pathlib import Path
 
-from metasig.io import read_json
+from metasig.learn.metrics_file import read_metrics
 from metasig.publish.registry import METRICS, verify
 
 VERSION_TAG = "metasig_version"
@@ -149,7 +149,7 @@ def log_to_mlflow(index_entries, registry_root, tracking_uri, experiment="metasi
                 continue
             folder = registry_root / entry["path"]
             verify(folder)  # never mirror a damaged artifact
-            doc = read_json(folder / METRICS)
+            doc = read_metrics(folder / METRICS)
             tags = {"metasig_name": entry["name"], VERSION_TAG: version, "gate": str(entry.get("gate", ""))[:5000]}
 
             _end_orphans(client, experiment_id, entry)
