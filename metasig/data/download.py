@@ -52,6 +52,7 @@ def fetch_url(
     field="url",
     config_file="config",
     checksum_field="checksum",
+    stop=None,
 ) -> Path:
     """Download `url` into the URL-keyed cache (unless a verified copy is there) and return its path.
 
@@ -62,21 +63,39 @@ def fetch_url(
     progress: True/False forces the tqdm bar (on stderr) on/off; None shows it when stderr is a
     terminal and the transfer is long (>= 1 MiB or of unknown size).
     field / config_file / checksum_field: where the URL and checksum came from, for the errors.
+    stop: a threading.Event that `fetch_many` sets to cancel the transfer (internal).
     Raises InputError (naming the URL, the field and the problem) on any failure.
     """
-    return _fetch(
-        url,
-        cache_dir,
-        checksum,
-        retries=retries,
-        backoff=backoff,
-        timeout=timeout,
-        progress=progress,
-        session=session,
-        field=field,
-        config_file=config_file,
-        checksum_field=checksum_field,
-    )
+    url = str(url)
+    algo, want = parse_checksum(checksum, config_file, checksum_field)
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        hint = " (GEO files are also served over https://ftp.ncbi.nlm.nih.gov/...)" if parsed.scheme == "ftp" else ""
+        raise InputError(config_file, field, f"{url!r} is not an http(s) URL{hint}")
+    policy = Policy(retries, backoff, timeout, stop)
+    ent = cache.entry(url, cache_dir)
+
+    with cache.url_lock(ent.folder):
+        if cache.cached_ok(url, ent, algo, want):
+            return ent.target
+        cache.unlink(ent.sidecar, ent.target)  # missing, damaged or not the content asked for: never trusted again
+        keep_part = False
+        try:
+            info = cache.reuse(url, ent, cache_dir, want) if algo == "sha256" else None
+            if info is None:
+                with _session(session) as sess:
+                    info = _download(sess, url, ent, policy, progress, field, algo, want, checksum_field)
+            cache.commit(ent, cache.record_for(url, ent, info, algo, want))
+            return ent.target
+        except (DownloadInterrupted, DownloadCancelled, KeyboardInterrupt):
+            keep_part = cache.resumable(url, ent.part, ent.part_meta)
+            raise
+        finally:
+            if not ent.target.exists():
+                if not keep_part:
+                    cache.unlink(ent.part, ent.part_meta)
+                cache.unlink(ent.sidecar)
+                cache.remove_if_empty(ent.folder, Path(cache_dir))
 
 
 def fetch_many(items, cache_dir="cache", max_workers=4, **kw) -> list[Path]:
@@ -99,7 +118,7 @@ def fetch_many(items, cache_dir="cache", max_workers=4, **kw) -> list[Path]:
         if stop.is_set():  # checked here too: a worker picks its next item before we can cancel it
             raise DownloadCancelled("another download failed")
         try:
-            return _fetch(url, cache_dir, checksum, stop=stop, **kw)
+            return fetch_url(url, cache_dir, checksum, stop=stop, **kw)
         except BaseException as exc:
             with guard:
                 if not stop.is_set():
@@ -138,53 +157,6 @@ def _session(session):
         return
     with requests.Session() as sess:
         yield sess
-
-
-def _fetch(
-    url,
-    cache_dir,
-    checksum,
-    *,
-    retries=4,
-    backoff=0.5,
-    timeout=60,
-    progress=None,
-    session=None,
-    field="url",
-    config_file="config",
-    checksum_field="checksum",
-    stop=None,
-):
-    url = str(url)
-    algo, want = parse_checksum(checksum, config_file, checksum_field)
-    parsed = urlparse(url)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        hint = " (GEO files are also served over https://ftp.ncbi.nlm.nih.gov/...)" if parsed.scheme == "ftp" else ""
-        raise InputError(config_file, field, f"{url!r} is not an http(s) URL{hint}")
-    policy = Policy(retries, backoff, timeout, stop)
-    ent = cache.entry(url, cache_dir)
-
-    with cache.url_lock(ent.folder):
-        if cache.cached_ok(url, ent, algo, want):
-            return ent.target
-        cache.unlink(ent.sidecar, ent.target)  # missing, damaged or not the content asked for: never trusted again
-        keep_part = False
-        try:
-            info = cache.reuse(url, ent, cache_dir, want) if algo == "sha256" else None
-            if info is None:
-                with _session(session) as sess:
-                    info = _download(sess, url, ent, policy, progress, field, algo, want, checksum_field)
-            cache.commit(ent, cache.record_for(url, ent, info, algo, want))
-            return ent.target
-        except (DownloadInterrupted, DownloadCancelled, KeyboardInterrupt):
-            keep_part = cache.resumable(url, ent.part, ent.part_meta)
-            raise
-        finally:
-            if not ent.target.exists():
-                if not keep_part:
-                    cache.unlink(ent.part, ent.part_meta)
-                cache.unlink(ent.sidecar)
-                cache.remove_if_empty(ent.folder, Path(cache_dir))
 
 
 def _download(sess, url, ent, policy, progress, field, algo, want, checksum_field):
