@@ -86,7 +86,8 @@ def check_inputs(datasets, config_file, cache, marker_dir, base_dir="."):
             for g in ds["gene_groups"].values()
             if isinstance(g, dict)
         }
-        | {str(p) for p in Path(__file__).parent.rglob("*.py")}
+        # the whole package's code: the checks use learn/ and config.py as well as data/
+        | {str(p) for p in Path(__file__).parents[1].rglob("*.py")}
     )
 
     def stamp(path):
