@@ -56,6 +56,7 @@ def train(
     class_names=None,
     covariates=(),
     subset=None,
+    n_jobs=1,
 ) -> TrainResult:
     """Run one (dataset, task, group, model) job on features X (samples x features, named
     columns) and target y as returned by `metasig.learn.tasks.target`.
@@ -65,7 +66,7 @@ def train(
     the group's genes, kept after VST (see metasig.learn.preprocess.make_preprocessing).
     Binary targets are 0/1; their class names are `class_names` if given, else
     ["not <positive>", "<positive>"] from task_cfg["positive"].
-    The permuted-label control is `permuted_control`.
+    The permuted-label control is `permuted_control`. `n_jobs`: threads the estimators may use.
     """
     from metasig.learn import models
 
@@ -74,15 +75,13 @@ def train(
     cv = {**DEFAULT_CV, **(cv or {})}
     y = np.asarray(y)
     classes, positive = _classes(y, task_cfg, kind, class_names)
-    # cv["n_jobs"] parallelises the inner grid search; estimators stay single-threaded so the
-    # job uses n_jobs cores, not n_jobs squared.
     pipeline, grid = models.build(
         model_cfg,
         kind,
         preprocessing,
         normalization,
         seed,
-        n_jobs=1,
+        n_jobs=n_jobs,
         covariates=[c for c in covariates if c in X.columns],
         subset=subset,
     )

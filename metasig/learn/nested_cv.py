@@ -13,20 +13,21 @@ import time as clock
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
-from sklearn.model_selection import GridSearchCV, ParameterGrid, RepeatedStratifiedKFold, StratifiedKFold
+from sklearn.model_selection import ParameterGrid, RepeatedStratifiedKFold, StratifiedKFold
 from sklearn.pipeline import Pipeline
 
 from metasig.learn import metrics
+from metasig.learn.search import search
 
 log = logging.getLogger("metasig.learn.nested_cv")
 
-SCORING = {"binary": "roc_auc", "multiclass": "roc_auc_ovr", "survival": None}  # None: estimator.score = C-index
 FOLD_METRIC = {"binary": "roc_auc", "multiclass": "roc_auc", "survival": "c_index"}
 
 
 def nested_cv(pipeline, param_grid, X, y, task_kind, cv: dict, seed) -> pd.DataFrame:
     """Out-of-fold predictions of RepeatedStratifiedKFold(outer_folds, outer_repeats, seed), each
-    fold tuned by GridSearchCV over StratifiedKFold(inner_folds, shuffle, seed) on its training part.
+    fold tuned on StratifiedKFold(inner_folds, shuffle, seed) of its training part (metasig.learn.search,
+    which picks what GridSearchCV would).
 
     Returns one row per (repeat, sample): `repeat`, `fold`, `sample`, then binary `y_true`, `score`
     (P(positive)); multiclass `y_true`, `proba_<class>`; survival `time`, `event`, `risk`,
@@ -120,16 +121,7 @@ def _fit(pipeline, param_grid, X, y, task_kind, cv, seed):
         best = dict(candidates[0]) if len(candidates) else {}
         return clone(pipeline).set_params(**best).fit(X, y), best
     inner = StratifiedKFold(n_splits=int(cv["inner_folds"]), shuffle=True, random_state=seed)
-    search = GridSearchCV(
-        clone(pipeline),
-        param_grid,
-        scoring=SCORING[task_kind],
-        cv=list(inner.split(X, strata(y, task_kind))),
-        refit=True,
-        n_jobs=int(cv.get("n_jobs", 1)),
-    )
-    search.fit(X, y)
-    return search.best_estimator_, dict(search.best_params_)
+    return search(pipeline, param_grid, X, y, task_kind, list(inner.split(X, strata(y, task_kind))))
 
 
 def _predict(model, X, y, task_kind, classes, grid):

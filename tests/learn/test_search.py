@@ -1,0 +1,119 @@
+"""The inner-fold search picks what GridSearchCV picks, on the same splits, and refits the same model."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from metasig.learn.models import build
+from metasig.learn.nested_cv import strata
+from metasig.learn.search import search
+
+SCORING = {"binary": "roc_auc", "multiclass": "roc_auc_ovr", "survival": None}
+GRIDS = {
+    "xgboost": {"n_estimators": [10, 30], "max_depth": [1, 2]},
+    "elasticnet": {"C": [0.01, 0.1, 1.0], "l1_ratio": [0.2, 0.8]},
+    "linear_sweep": {"C": [0.01, 1.0], "alpha": [1e-3, 1e-1]},
+    "random_forest": {"max_features": ["sqrt", 0.5], "min_samples_leaf": [1, 8]},
+    "coxph": {"penalizer": [0.05, 0.5], "l1_ratio": [0.0, 0.5]},
+    "xgboost_cox": {"n_estimators": [10, 30], "max_depth": [1, 2]},
+}
+
+
+def data(task, n=120, p=12, seed=1):
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame(rng.normal(size=(n, p)), columns=[f"g{i}" for i in range(p)])
+    signal = X["g0"] - 0.7 * X["g1"] + rng.normal(scale=1.2, size=n)
+    if task == "binary":
+        return X, (signal > 0.8).astype(int).to_numpy()
+    if task == "multiclass":
+        return X, np.array(["a", "b", "c"])[np.digitize(signal, [-0.5, 0.5])]
+    y = np.empty(n, dtype=[("event", bool), ("time", float)])
+    time, censor = rng.exponential(np.exp(-signal)), rng.exponential(2.0, size=n)
+    y["event"], y["time"] = time <= censor, np.minimum(time, censor)
+    return X, y
+
+
+def splits(X, y, task):
+    return list(StratifiedKFold(3, shuffle=True, random_state=0).split(X, strata(y, task)))
+
+
+def output(model, X, task):
+    return model.predict(X) if task == "survival" else model.predict_proba(X)
+
+
+CASES = [(k, t) for k in ["xgboost", "elasticnet", "linear_sweep", "random_forest"] for t in ("binary", "multiclass")]
+CASES += [("coxph", "survival"), ("xgboost_cox", "survival")]
+
+
+@pytest.mark.parametrize("kind,task", CASES)
+def test_search_chooses_and_refits_like_grid_search(kind, task):
+    X, y = data(task)
+    pipeline, grid = build({"kind": kind, "search": GRIDS[kind]}, task, {"select_k": 6}, "none", 0)
+    folds = splits(X, y, task)
+    reference = GridSearchCV(pipeline, grid, scoring=SCORING[task], cv=folds).fit(X, y)
+    model, best = search(pipeline, grid, X, y, task, folds)
+    assert best == reference.best_params_
+    np.testing.assert_allclose(output(model, X, task), output(reference.best_estimator_, X, task), rtol=1e-6)
+
+
+def test_preprocessing_settings_in_the_grid_are_searched_too():
+    X, y = data("binary")
+    pipeline = Pipeline([("scale", StandardScaler()), ("model", LogisticRegression())])
+    grid = {"scale": [StandardScaler(), "passthrough"], "model__C": [0.001, 1.0]}
+    folds = splits(X, y, "binary")
+    reference = GridSearchCV(pipeline, grid, scoring="roc_auc", cv=folds).fit(X, y)
+    _, best = search(pipeline, grid, X, y, "binary", folds)
+    assert best == reference.best_params_
+
+
+class Failing(ClassifierMixin, BaseEstimator):
+    def __init__(self, fail=True):
+        self.fail = fail
+
+    def fit(self, X, y):
+        if self.fail:
+            raise ValueError("cannot fit")
+        self.classes_ = np.unique(y)
+        return self
+
+    def predict_proba(self, X):
+        return np.column_stack([1 - X[:, 0], X[:, 0]])
+
+
+def test_a_failing_candidate_loses_and_all_failing_is_an_error():
+    X, y = data("binary")
+    pipeline = Pipeline([("model", Failing())])
+    folds = splits(X, y, "binary")
+    with pytest.warns(RuntimeWarning, match="fit failed"):
+        _, best = search(pipeline, {"model__fail": [True, False]}, X.to_numpy(), y, "binary", folds)
+    assert best == {"model__fail": False}
+    with pytest.warns(RuntimeWarning), pytest.raises(ValueError, match="every one of the 1 candidates failed"):
+        search(pipeline, {"model__fail": [True]}, X.to_numpy(), y, "binary", folds)
+
+
+class Counting(LogisticRegression):
+    """Records grid_predictions calls, so the test sees the estimator was asked once per split."""
+
+    calls = []
+
+    def grid_predictions(self, X, y, X_valid, candidates):
+        Counting.calls.append(len(candidates))
+        return [LogisticRegression(**{**self.get_params(), **c}).fit(X, y).predict_proba(X_valid) for c in candidates]
+
+
+def test_grid_predictions_is_asked_once_per_split_for_all_candidates():
+    X, y = data("binary")
+    pipeline = Pipeline([("scale", StandardScaler()), ("model", Counting())])
+    grid = {"model__C": [0.001, 0.01, 1.0]}
+    folds = splits(X, y, "binary")
+    Counting.calls = []
+    _, best = search(pipeline, grid, X, y, "binary", folds)
+    assert Counting.calls == [3, 3, 3]
+    reference = GridSearchCV(Pipeline([("scale", StandardScaler()), ("model", LogisticRegression())]), grid,
+                             scoring="roc_auc", cv=folds).fit(X, y)  # fmt: skip
+    assert best == reference.best_params_
