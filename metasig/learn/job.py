@@ -66,7 +66,7 @@ def train(
     the group's genes, kept after VST (see metasig.learn.preprocess.make_preprocessing).
     Binary targets are 0/1; their class names are `class_names` if given, else
     ["not <positive>", "<positive>"] from task_cfg["positive"].
-    The permuted-label control is `permuted_control`. `n_jobs`: threads the estimators may use.
+    The permuted-label control is `permuted_control`. `n_jobs`: outer folds fitted at once.
     """
     from metasig.learn import models
 
@@ -81,7 +81,7 @@ def train(
         preprocessing,
         normalization,
         seed,
-        n_jobs=n_jobs,
+        n_jobs=1,  # one thread per fit; n_jobs outer folds run at once (nested_cv)
         covariates=[c for c in covariates if c in X.columns],
         subset=subset,
     )
@@ -95,12 +95,12 @@ def train(
         cv["outer_folds"],
     )
     t0 = clock.perf_counter()
-    real = nested_cv(pipeline, grid, X, y, kind, cv, seed)
+    real = nested_cv(pipeline, grid, X, y, kind, cv, seed, n_jobs)
     timing["nested_cv_seconds"] = clock.perf_counter() - t0
 
     log.info("permuted-label control: %s permutation(s) x %s outer folds", cv["permuted_repeats"], cv["outer_folds"])
     t0 = clock.perf_counter()
-    permuted = permuted_control(pipeline, grid, X, y, kind, cv, seed)
+    permuted = permuted_control(pipeline, grid, X, y, kind, cv, seed, n_jobs)
     timing["permuted_seconds"] = clock.perf_counter() - t0
 
     t0 = clock.perf_counter()
@@ -142,14 +142,14 @@ def train(
     )
 
 
-def permuted_control(pipeline, grid, X, y, kind, cv, seed):
+def permuted_control(pipeline, grid, X, y, kind, cv, seed, n_jobs=1):
     """The same nested CV on shuffled labels, once per permutation (cv["permuted_repeats"]), each
     with its own shuffle and outer split; averaging over permutations steadies the chance level.
     Survival targets are structured rows, so (time, event) pairs move together."""
     runs = []
     for r in range(int(cv["permuted_repeats"])):
         y_perm = y[np.random.default_rng(seed + r).permutation(len(y))]
-        run = nested_cv(pipeline, grid, X, y_perm, kind, {**cv, "outer_repeats": 1}, seed + r)
+        run = nested_cv(pipeline, grid, X, y_perm, kind, {**cv, "outer_repeats": 1}, seed + r, n_jobs)
         runs.append(run.assign(repeat=r))
     return pd.concat(runs, ignore_index=True)
 

@@ -12,9 +12,11 @@ import time as clock
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
 from sklearn.base import clone
 from sklearn.model_selection import ParameterGrid, RepeatedStratifiedKFold, StratifiedKFold
 from sklearn.pipeline import Pipeline
+from threadpoolctl import threadpool_limits
 
 from metasig.learn import metrics
 from metasig.learn.search import search
@@ -24,10 +26,11 @@ log = logging.getLogger("metasig.learn.nested_cv")
 FOLD_METRIC = {"binary": "roc_auc", "multiclass": "roc_auc", "survival": "c_index"}
 
 
-def nested_cv(pipeline, param_grid, X, y, task_kind, cv: dict, seed) -> pd.DataFrame:
+def nested_cv(pipeline, param_grid, X, y, task_kind, cv: dict, seed, n_jobs=1) -> pd.DataFrame:
     """Out-of-fold predictions of RepeatedStratifiedKFold(outer_folds, outer_repeats, seed), each
     fold tuned on StratifiedKFold(inner_folds, shuffle, seed) of its training part (metasig.learn.search,
-    which picks what GridSearchCV would).
+    which picks what GridSearchCV would). `n_jobs` outer folds run at once, in threads: each fit
+    is single-threaded and seeded, so the result does not depend on n_jobs.
 
     Returns one row per (repeat, sample): `repeat`, `fold`, `sample`, then binary `y_true`, `score`
     (P(positive)); multiclass `y_true`, `proba_<class>`; survival `time`, `event`, `risk`,
@@ -35,21 +38,19 @@ def nested_cv(pipeline, param_grid, X, y, task_kind, cv: dict, seed) -> pd.DataF
     """
     X = _frame(X)
     y = np.asarray(y)
-    samples = X.index.astype(str).to_numpy()
     n_folds, n_repeats = int(cv["outer_folds"]), int(cv["outer_repeats"])
     outer = RepeatedStratifiedKFold(n_splits=n_folds, n_repeats=n_repeats, random_state=seed)
     classes = np.unique(y) if task_kind != "survival" else None
     grid = survival_time_grid(*reversed(event_time(y))) if task_kind == "survival" else None
-    parts = []
-    for split, (train, test) in enumerate(outer.split(X, strata(y, task_kind))):
+
+    def outer_fold(split, train, test):
         repeat, fold = divmod(split, n_folds)
         started = clock.perf_counter()
         model, best = _fit(pipeline, param_grid, X.iloc[train], y[train], task_kind, cv, seed)
         part = _predict(model, X.iloc[test], y[test], task_kind, classes, grid)
-        part.insert(0, "sample", samples[test])
+        part.insert(0, "sample", X.index[test].astype(str).to_numpy())
         part.insert(0, "fold", fold)
         part.insert(0, "repeat", repeat)
-        parts.append(part)
         log.info(
             "outer repeat %d/%d fold %d/%d: %s=%.3f, best %s (%.1f s)",
             repeat + 1,
@@ -61,12 +62,18 @@ def nested_cv(pipeline, param_grid, X, y, task_kind, cv: dict, seed) -> pd.DataF
             _brief(best),
             clock.perf_counter() - started,
         )
+        return part
+
+    splits = enumerate(outer.split(X, strata(y, task_kind)))
+    with threadpool_limits(limits=1):  # one BLAS/OpenMP thread per fit: n_jobs fits use n_jobs cores
+        parts = Parallel(n_jobs=n_jobs, backend="threading")(delayed(outer_fold)(i, tr, te) for i, (tr, te) in splits)
     return pd.concat(parts, ignore_index=True)
 
 
 def final_fit(pipeline, param_grid, X, y, task_kind, cv, seed):
     """Fit on all samples, tuned by the inner CV; returns (fitted best pipeline, best_params)."""
-    return _fit(pipeline, param_grid, _frame(X), np.asarray(y), task_kind, cv, seed)
+    with threadpool_limits(limits=1):  # as in nested_cv, so the same fit gives the same numbers
+        return _fit(pipeline, param_grid, _frame(X), np.asarray(y), task_kind, cv, seed)
 
 
 def strata(y, task_kind):

@@ -4,6 +4,7 @@ the training job writes deterministic outputs."""
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import SMALL_GRIDS
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
@@ -48,6 +49,17 @@ def test_oof_covers_every_sample_once_per_repeat_and_is_deterministic():
     assert not other["sample"].equals(pred["sample"])
     auc = metrics.bootstrap_ci(pred, metrics.classification_metric_fn(["0", "1"]), 200, 0)["roc_auc"]
     assert auc["estimate"] > 0.8
+
+
+@pytest.mark.parametrize("kind", ["xgboost", "random_forest", "elasticnet"])
+def test_outer_folds_in_parallel_give_the_same_predictions(kind):
+    from metasig.learn.models import build
+
+    X, y = _data(n=80, classes=3)
+    pipeline, grid = build({"kind": kind, "search": SMALL_GRIDS[kind]}, "multiclass", {}, "none", 0)
+    serial = nested_cv(pipeline, grid, X, y, "multiclass", CV, seed=3, n_jobs=1)
+    parallel = nested_cv(pipeline, grid, X, y, "multiclass", CV, seed=3, n_jobs=3)
+    pd.testing.assert_frame_equal(serial, parallel, check_exact=True)
 
 
 def test_multiclass_probability_columns():
