@@ -45,6 +45,7 @@ TRUSTED_TYPES = [
     "metasig.learn.preprocess.ColumnSubset",
     "metasig.learn.preprocess.CoxScoreSelector",
     "metasig.learn.preprocess.DESeq2VST",
+    "metasig.learn.preprocess.MedianImputer",
     "metasig.learn.preprocess.MedianOfRatiosLog2",
     "metasig.learn.preprocess.MinMeanFilter",
     "metasig.learn.preprocess.SelectKBestCapped",

@@ -140,7 +140,7 @@ class ServedModel:
 
         steps = []
         for step in self.artifact.preprocessing:
-            if type(step) is SimpleImputer:
+            if isinstance(step, SimpleImputer):  # MedianImputer too
                 stats = np.asarray(step.statistics_, dtype=float)
                 missing = step.missing_values
                 if (

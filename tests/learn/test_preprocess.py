@@ -244,3 +244,20 @@ def test_every_in_fold_normalization_has_a_transformer():
     from metasig.learn.preprocess import IN_FOLD_NORMALIZATIONS
 
     assert set(IN_FOLD_NORMALIZATIONS) == set(IN_FOLD) <= set(METHODS)
+
+
+@pytest.mark.filterwarnings("ignore:Skipping features without any observed values")
+def test_median_imputer_matches_simple_imputer_with_and_without_missing_values():
+    from sklearn.impute import SimpleImputer
+
+    from metasig.learn.preprocess import MedianImputer
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(41, 30))
+    holes = X.copy()
+    holes[3, 4] = np.nan
+    holes[:, 9] = np.nan  # a column without any value is dropped, as SimpleImputer does
+    for train in (X, X[:40], holes):
+        fast, reference = MedianImputer().fit(train), SimpleImputer(strategy="median").fit(train)
+        np.testing.assert_array_equal(fast.statistics_, reference.statistics_)
+        np.testing.assert_array_equal(fast.transform(holes), reference.transform(holes))
