@@ -98,7 +98,7 @@ def run_engine(name, spec, rundir, pythonpath, args, case, say, label):
         job = {**spec, "threads": args.threads, "outdir": str(outdir / "job")}
         result = run_child(job, outdir, pythonpath, args.threads, args.job_timeout)
         if result["status"] == "ok":
-            result.update(report.job_outputs(outdir / "job", case.kind))
+            result.update(report.job_outputs(outdir / "job", case.kind, CV["outer_folds"] * CV["outer_repeats"]))
             splits = range(args.reference_folds or 1)
             result["fold_metric"] = report.fold_metrics(outdir / "job" / "predictions.tsv", case.kind, splits)
             say(
@@ -162,7 +162,8 @@ def main(argv=None):
     parser.add_argument("--no-gpu", dest="gpu", action="store_false", help="skip the GPU run even if one is visible")
     parser.add_argument("--configs", action="store_true", help="run the ready example configs instead")
     parser.add_argument("--workdir", help="keep data and job outputs here (default: a temporary folder)")
-    parser.add_argument("--out", help="summary name under benchmarks/ (default bench_engine[_quick])")
+    parser.add_argument("--out", help="summary name (default bench_engine[_quick])")
+    parser.add_argument("--save-dir", default=str(REPO / "benchmarks"), help="where the summary goes")
     args = parser.parse_args(argv)
     if args.configs:
         from metasig.bench.engine_configs import main as configs_main
@@ -208,7 +209,7 @@ def bench(args, workdir):
     print()
     print(report.markdown(rows))
     print(f"\nGPU: {gpu}")
-    path = report.save(summary, args.out or ("bench_engine_quick" if args.quick else "bench_engine"))
+    path = report.save(summary, args.out or ("bench_engine_quick" if args.quick else "bench_engine"), args.save_dir)
     print(f"saved {path} and {path.with_suffix('.json')}")
     return summary
 
@@ -257,7 +258,7 @@ def notes(args, today_note):
         f"reference: plain GridSearchCV (metasig/bench/reference.py) on the first {args.reference_folds} outer "
         "split(s) only, same splits and grid; 'reference' is its mean time per outer fit (search + refit), "
         f"capped at {args.reference_timeout:.0f} s per fit. 'speedup vs reference' = that / metasig's time per "
-        "outer fit (its nested-CV seconds / 15). Nothing is extrapolated to whole jobs.",
+        "outer fit (its nested-CV seconds / outer fits). Nothing is extrapolated to whole jobs.",
         "metric: metasig's headline estimate (ROC-AUC, macro one-vs-rest for multiclass, or Harrell's C) and the "
         "permuted control's; 'metric difference' = metasig - reference, mean over the compared splits' "
         "per-fold metric (from predictions.tsv).",

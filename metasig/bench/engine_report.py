@@ -3,6 +3,7 @@ table (Markdown + JSON under benchmarks/)."""
 
 import json
 import statistics
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,7 +11,6 @@ import pandas as pd
 from metasig.bench.scratch import REPO
 
 N_FOLDS = 5  # outer folds per repeat (default CV); split s is repeat s // 5, fold s % 5
-OUTER_FITS = 15  # 5 folds x 3 repeats of the real-label nested CV
 TIME_LIMIT = {"a": 600, "b": 300, "c": 300, "d": 600}  # seconds, ALL-genes jobs at full size
 COLUMNS = [
     "case",
@@ -33,8 +33,9 @@ def headline(task_kind):
     return "c_index" if task_kind == "survival" else "roc_auc"
 
 
-def job_outputs(outdir, task_kind):
-    """{metric, permuted, fit_s, nested_cv_s, per_outer_fit_s} from metrics.json and timing.json."""
+def job_outputs(outdir, task_kind, outer_fits=15):
+    """{metric, permuted, fit_s, nested_cv_s, per_outer_fit_s} from metrics.json and timing.json;
+    outer_fits: fits of the real-label nested CV (5 folds x 3 repeats by default)."""
     doc = json.loads((outdir / "metrics.json").read_text())
     timing = json.loads((outdir / "timing.json").read_text())
     name = headline(task_kind)
@@ -43,7 +44,7 @@ def job_outputs(outdir, task_kind):
         "permuted": doc["permuted"][name]["estimate"],
         "fit_s": timing["fit_seconds"],
         "nested_cv_s": timing.get("nested_cv_seconds"),
-        "per_outer_fit_s": timing["nested_cv_seconds"] / OUTER_FITS if "nested_cv_seconds" in timing else None,
+        "per_outer_fit_s": timing["nested_cv_seconds"] / outer_fits if "nested_cv_seconds" in timing else None,
     }
 
 
@@ -192,9 +193,10 @@ def markdown(rows):
     return "\n".join(lines)
 
 
-def save(summary, name):
-    """benchmarks/<name>.json and .md (not tracked), beside the other benchmarks' summaries."""
-    out = REPO / "benchmarks"
+def save(summary, name, out=REPO / "benchmarks"):
+    """<out>/<name>.json and .md; by default in benchmarks/ (not tracked) beside the other
+    benchmarks' summaries."""
+    out = Path(out)
     out.mkdir(exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     md = [f"# {summary['title']}", "", *summary["notes"], "", markdown(summary["rows"]), ""]
