@@ -5,6 +5,7 @@ STAMP := $(VENV)/.bootstrapped
 PYTHON ?= python3
 CORES ?= 8
 PORT ?= 8080
+ENGINE_ARGS ?=  # e.g. --quick, or --case a --model xgboost (python -m metasig.bench engine --help)
 
 # Command-line tools of the reads path, from Debian's packages (or bioconda with --sdm conda).
 TOOLS := salmon fastp mason_frag_sequencing featureCounts prefetch fasterq-dump samtools
@@ -61,6 +62,7 @@ bench: bootstrap
 	$(BIN)/python -m metasig.bench reads --cores 2
 	$(BIN)/python -m metasig.bench serve --out benchmarks/bench_serve.json
 	$(BIN)/python -m metasig.bench dag
+	$(BIN)/python -m metasig.bench engine $(ENGINE_ARGS)
 
 clean:
 	rm -rf results logs benchmarks .snakemake

@@ -7,6 +7,7 @@ Everything runs in a scratch copy of the workflow so the checkout's own results 
 Usage: python -m metasig.bench [study|reads] [--config FILE] [--cores N] [--keep DIR]
        python -m metasig.bench serve [--out FILE]   (options: metasig/bench/serve.py)
        python -m metasig.bench dag                  (options: metasig/bench/dag.py)
+       python -m metasig.bench engine [--quick]     (options: metasig/bench/engine.py)
 """
 
 import argparse
@@ -120,6 +121,10 @@ def main(argv=None):
         from metasig.bench.serve import main as serve_main
 
         return serve_main(argv[1:])
+    if argv[:1] == ["engine"]:  # the training engine at the seeds' scale (see metasig/bench/engine.py)
+        from metasig.bench.engine import main as engine_main
+
+        return engine_main(argv[1:])
     if argv[:1] == ["dag"]:  # a generated 5,000-model study's dry run (see metasig/bench/dag.py)
         from metasig.bench.dag import main as dag_main
 

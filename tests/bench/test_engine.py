@@ -1,0 +1,139 @@
+"""The engine benchmark (metasig.bench.engine): its synthetic data and its harness on a tiny shape."""
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from metasig import io
+from metasig.bench import engine, engine_report, reference, synthetic
+
+TINY = replace(synthetic.QUICK["a"], n_genes=80, classes={"negative": 60, "positive": 15}, n_sets=5, planted=12)
+
+
+def test_same_seed_same_bytes_other_seed_other_data(tmp_path):
+    for name in ("one", "two"):
+        synthetic.write(TINY, tmp_path / name)
+    for file in ("normalized.parquet", "samples.tsv", "groups.json", "manifest.json"):
+        assert (tmp_path / "one" / file).read_bytes() == (tmp_path / "two" / file).read_bytes(), file
+    other = synthetic.generate(TINY, seed=1)[0]
+    assert not np.allclose(other.to_numpy(), synthetic.generate(TINY)[0].to_numpy())
+
+
+def test_seed_shapes_and_class_sizes():
+    a, b, c, d = (synthetic.FULL[k] for k in "abcd")
+    assert (a.n_samples, a.n_genes, a.classes["positive"]) == (1218, 20530, 124)
+    assert (b.n_samples, b.n_genes, len(b.classes)) == (281, 22283, 7) and len(set(b.classes.values())) == 7
+    assert (c.n_samples, c.n_genes, len(c.classes)) == (801, 20531, 5)
+    assert d.kind == "survival" and d.n_samples == 1218
+    for case in synthetic.QUICK.values():  # quick shapes keep every class big enough for stratified CV
+        assert min(case.classes.values()) >= 8
+
+
+@pytest.mark.parametrize("letter", ["a", "b", "d"])
+def test_written_files_follow_the_contracts(tmp_path, letter):
+    case = synthetic.QUICK[letter]
+    manifest = synthetic.write(case, tmp_path)
+    matrix, meta = io.read_matrix(tmp_path / "normalized.parquet")
+    sheet = io.read_sheet(tmp_path / "samples.tsv")
+    groups = io.read_json(tmp_path / "groups.json")
+    assert matrix.shape == (case.n_samples, case.n_genes) and meta["unit"] == case.unit
+    assert list(sheet["sample"]) == list(matrix.index)
+    assert groups["ALL"]["genes"] == list(matrix.columns)
+    assert all(set(g["genes"]) <= set(matrix.columns) and g["missing"] == [] for g in groups.values())
+    assert (matrix.to_numpy() > 0).all()  # log2(x + 1) of positive expression
+    if case.kind == "survival":
+        assert abs(sheet["event"].mean() - case.event_rate) < 0.03 and (sheet["time"] > 0).all()
+    else:
+        assert sheet[case.label].value_counts().to_dict() == case.classes
+    if letter == "a":  # the HER2 example's gene set is among the planted genes
+        assert set(synthetic.ERBB2_AMPLICON) <= set(manifest["planted_genes"])
+        assert 10 <= min(len(g["genes"]) for name, g in groups.items() if name.startswith("GS"))
+        assert max(len(g["genes"]) for g in groups.values() if g is not groups["ALL"]) <= 200
+
+
+def _cv_auc(matrix, y, genes):
+    model = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, class_weight="balanced", max_iter=2000))
+    folds = StratifiedKFold(5, shuffle=True, random_state=0)
+    return cross_val_score(model, matrix[genes], y, cv=folds, scoring="roc_auc").mean()
+
+
+def test_planted_signal_is_found_and_null_groups_are_at_chance():
+    case = replace(synthetic.QUICK["a"], n_genes=600, classes={"negative": 360, "positive": 40}, n_sets=10)
+    matrix, sheet, groups, manifest = synthetic.generate(case)
+    y = (sheet[case.label] == "positive").to_numpy()
+    assert _cv_auc(matrix, y, manifest["planted_genes"]) > 0.8
+    nulls = [g for g in groups if g.startswith("GS") and g not in manifest["groups_with_planted"]]
+    assert len(nulls) >= 5
+    assert abs(np.mean([_cv_auc(matrix, y, groups[g]) for g in nulls]) - 0.5) < 0.08
+
+
+def test_survival_hazard_follows_the_planted_genes():
+    from sksurv.metrics import concordance_index_censored
+
+    matrix, sheet, _, manifest = synthetic.generate(synthetic.QUICK["d"])
+    planted = StandardScaler().fit_transform(matrix[manifest["planted_genes"]])
+    random_genes = StandardScaler().fit_transform(matrix.drop(columns=manifest["planted_genes"]).iloc[:, :40])
+    event, time = sheet["event"].astype(bool), sheet["time"]
+
+    # the oracle risk is unknown here; the first principal direction of the planted block is not:
+    # it must order survival better than the same from genes without signal
+    def c_of(block):
+        top = np.linalg.svd(block, full_matrices=False)[0][:, 0]
+        c = concordance_index_censored(event, time, top)[0]
+        return max(c, 1 - c)
+
+    assert c_of(planted) > c_of(random_genes)
+
+
+@pytest.mark.parametrize("kind", ["xgboost", "elasticnet", "random_forest", "coxph", "xgboost_cox"])
+def test_reference_grid_is_metasigs(kind):
+    from metasig.learn import models
+
+    task = "survival" if kind in ("coxph", "xgboost_cox") else "binary"
+    _, grid = models.build({"kind": kind}, task, {"scale": True}, "none", 0)
+    assert {k.removeprefix("model__"): list(v) for k, v in grid.items()} == reference.GRIDS[kind]
+
+
+def test_harness_runs_a_tiny_job_and_fills_every_column(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(synthetic.QUICK, "a", TINY)
+    # a short CV so the job takes seconds; outer split 0 is the same as the default CV's
+    monkeypatch.setattr(
+        engine, "CV", {"outer_folds": 5, "outer_repeats": 1, "inner_folds": 2, "bootstrap": 20, "permuted_repeats": 1}
+    )
+    summary = engine.main(
+        ["--quick", "--case", "a", "--model", "elasticnet", "--no-small-groups", "--threads", "1"]
+        + ["--today", "off", "--workdir", str(tmp_path / "work"), "--save-dir", str(tmp_path), "--out", "t"]
+    )
+    out = capsys.readouterr().out
+    assert "start  a/ALL/elasticnet [metasig]" in out and "done   a/ALL/elasticnet [reference]" in out
+    (row,) = summary["rows"]
+    assert row["metasig"]["status"] == "ok" and row["reference"]["status"] == "ok"
+    assert 0 <= row["metasig"]["metric"] <= 1 and row["metasig"]["peak_rss_mb"] > 0
+    assert row["metric_difference"] is not None and row["speedup_vs_reference"] > 0
+    table = (tmp_path / "t.md").read_text()
+    header = next(line for line in table.splitlines() if line.startswith("| case"))
+    assert [c.strip() for c in header.strip("|").split("|")] == engine_report.COLUMNS
+    cells = engine_report.table_rows(summary["rows"])[0]
+    assert all(cells[c] not in ("", None) for c in engine_report.COLUMNS)
+    saved = json.loads((tmp_path / "t.json").read_text())
+    assert saved["rows"][0]["case"] == "a" and saved["gpu"]
+
+
+def test_per_fold_metric_is_read_for_the_requested_splits(tmp_path):
+    rows = []
+    for repeat in range(2):
+        for fold in range(5):
+            y = np.array([0, 1, 0, 1])
+            score = np.array([0.1, 0.9, 0.2, 0.3]) if (repeat, fold) == (0, 1) else np.array([0.9, 0.1, 0.8, 0.2])
+            for i in range(4):
+                rows.append(["real", repeat, fold, f"s{i}", y[i], score[i]])
+    frame = pd.DataFrame(rows, columns=["control", "repeat", "fold", "sample", "y_true", "score"])
+    frame.to_csv(tmp_path / "p.tsv", sep="\t", index=False)
+    assert engine_report.fold_metrics(tmp_path / "p.tsv", "binary", [0, 1]) == {0: 0.0, 1: 1.0}
