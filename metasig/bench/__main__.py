@@ -7,6 +7,7 @@ Everything runs in a scratch copy of the workflow so the checkout's own results 
 Usage: python -m metasig.bench [study|reads] [--config FILE] [--cores N] [--keep DIR]
        python -m metasig.bench serve [--out FILE]   (options: metasig/bench/serve.py)
        python -m metasig.bench dag                  (options: metasig/bench/dag.py)
+       python -m metasig.bench overhead [--jobs N]  (options: metasig/bench/overhead.py)
 """
 
 import argparse
@@ -124,6 +125,10 @@ def main(argv=None):
         from metasig.bench.dag import main as dag_main
 
         return save("dag", dag_main(argv[1:]))
+    if argv[:1] == ["overhead"]:  # per-job overhead on a 1,000-job study (see metasig/bench/overhead.py)
+        from metasig.bench.overhead import main as overhead_main
+
+        return save("overhead", overhead_main(argv[1:]))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", nargs="?", choices=("study", "reads"), default="study")
     parser.add_argument("--config", default="config/config.yaml")
