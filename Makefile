@@ -61,6 +61,7 @@ bench: bootstrap
 	$(BIN)/python -m metasig.bench reads --cores 2
 	$(BIN)/python -m metasig.bench serve --out benchmarks/bench_serve.json
 	$(BIN)/python -m metasig.bench dag
+	$(BIN)/python -m metasig.bench overhead --cores 2
 
 clean:
 	rm -rf results logs benchmarks .snakemake
