@@ -114,8 +114,9 @@ def read_matrix(path, columns=None):
     if columns is None:
         table = pq.read_table(path)
     else:
-        schema = pq.read_schema(path)
-        table = pq.read_table(path, columns=[*_checked_columns(path, schema, columns), *_index_columns(schema)])
+        parquet = pq.ParquetFile(path)  # its footer is parsed once (20,000 columns take a while)
+        schema = parquet.schema_arrow
+        table = parquet.read(columns=[*_checked_columns(path, schema, columns), *_index_columns(schema)])
     meta = json.loads((table.schema.metadata or {}).get(_META_KEY, b"{}"))
     return table.to_pandas(), meta
 
