@@ -63,6 +63,7 @@ bench: bootstrap
 	$(BIN)/python -m metasig.bench serve --out benchmarks/bench_serve.json
 	$(BIN)/python -m metasig.bench dag
 	$(BIN)/python -m metasig.bench engine $(ENGINE_ARGS)
+	$(BIN)/python -m metasig.bench overhead --cores 2
 
 clean:
 	rm -rf results logs benchmarks .snakemake

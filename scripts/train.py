@@ -11,9 +11,10 @@ with steps.logged(snakemake.log[0]):
         identity=dict(snakemake.wildcards.items()),
         task_cfg=snakemake.params.task,
         model_cfg=snakemake.params.model,
-        cv={**snakemake.params.cv, "n_jobs": snakemake.threads},
+        cv=snakemake.params.cv,
         preprocessing=snakemake.params.preprocessing,
         normalization=snakemake.params.normalization,
         covariates=snakemake.params.covariates,
         seed=snakemake.params.seed,
+        threads=snakemake.threads,
     )

@@ -8,6 +8,7 @@ Usage: python -m metasig.bench [study|reads] [--config FILE] [--cores N] [--keep
        python -m metasig.bench serve [--out FILE]   (options: metasig/bench/serve.py)
        python -m metasig.bench dag                  (options: metasig/bench/dag.py)
        python -m metasig.bench engine [--quick]     (options: metasig/bench/engine.py)
+       python -m metasig.bench overhead [--jobs N]  (options: metasig/bench/overhead.py)
 """
 
 import argparse
@@ -129,6 +130,10 @@ def main(argv=None):
         from metasig.bench.dag import main as dag_main
 
         return save("dag", dag_main(argv[1:]))
+    if argv[:1] == ["overhead"]:  # per-job overhead on a 1,000-job study (see metasig/bench/overhead.py)
+        from metasig.bench.overhead import main as overhead_main
+
+        return save("overhead", overhead_main(argv[1:]))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", nargs="?", choices=("study", "reads"), default="study")
     parser.add_argument("--config", default="config/config.yaml")

@@ -11,25 +11,29 @@ log = logging.getLogger("metasig")
 __all__ = ["logged", "feature_frame", "train"]
 
 
-def feature_frame(matrix_in, samples_in, groups_in, group, task_cfg, covariates, normalization):
+def feature_frame(matrix_in, samples_in, groups_in, group, task_cfg, covariates, normalization, sheet=None):
     """Features of one group (normalized genes + offered covariates) and the task's target, on the
-    samples that carry the task's label. With in-fold VST, size factors need the whole library:
-    the frame then holds every gene (+ the group's covariates) and `subset` gives the positions
-    of the group's genes among them. Returns (X, y, class names, subset or None)."""
+    samples that carry the task's label. Only the group's gene columns are read from the matrix,
+    except with in-fold VST, whose size factors need the whole library: the frame then holds every
+    gene (+ the group's covariates) and `subset` gives the positions of the group's genes among
+    them. `sheet`: the sample sheet if already read. Returns (X, y, class names, subset or None)."""
     from metasig.learn import tasks
 
-    matrix, _ = io.read_matrix(matrix_in)
-    sheet = io.read_sheet(samples_in)
+    sheet = io.read_sheet(samples_in) if sheet is None else sheet
     samples, y = tasks.target(sheet, task_cfg, sheet_file=samples_in)
     features = io.read_json(groups_in)[group]["genes"]
-    genes = [f for f in features if f in matrix.columns]
+    names = io.matrix_columns(matrix_in)
+    known = set(names)
+    genes = [f for f in features if f in known]
+    in_fold = normalization in IN_FOLD and genes
+    matrix, _ = io.read_matrix(matrix_in, columns=None if in_fold else genes)
     if covariates:
         matrix = matrix.join(sheet.set_index("sample")[list(covariates)].astype(float))
     subset = None
-    if normalization in IN_FOLD and genes:
-        position = {gene: i for i, gene in enumerate(matrix.columns[: len(matrix.columns) - len(covariates)])}
+    if in_fold:
+        position = {gene: i for i, gene in enumerate(names)}
         subset = [position[g] for g in genes]
-        features = [c for c in matrix.columns if c not in covariates] + [c for c in features if c in covariates]
+        features = [c for c in names if c not in covariates] + [c for c in features if c in covariates]
     return matrix.loc[samples, features], y, tasks.class_names(sheet, task_cfg), subset
 
 
@@ -46,21 +50,28 @@ def train(
     normalization,
     covariates,
     seed,
+    threads=1,
 ):
+    """One training job. `threads`: the cores the job holds (Snakemake's `threads`): that many outer
+    folds are fitted at once, and BLAS/OpenMP pools already loaded are held to it as well."""
+    from threadpoolctl import threadpool_limits
+
     from metasig.learn import job as training
     from metasig.learn.tasks import left_out, left_out_text
 
+    sheet = io.read_sheet(samples_in)
     X, y, classes, subset = feature_frame(
-        matrix_in, samples_in, groups_in, identity["group"], task_cfg, covariates, normalization
+        matrix_in, samples_in, groups_in, identity["group"], task_cfg, covariates, normalization, sheet
     )
     if normalization in IN_FOLD and subset is None:
         normalization = "none"  # a group of covariates only: there are no counts to transform
     # samples the task cannot use are counted and named, never dropped silently
-    left = left_out(io.read_sheet(samples_in), task_cfg, samples_in)
+    left = left_out(sheet, task_cfg, samples_in)
     log.info("%s: %d samples x %d features; %s", ".".join(identity.values()), *X.shape, left_out_text(left))
-    result = training.train(
-        X, y, task_cfg, model_cfg, cv, preprocessing, normalization, seed, classes, covariates, subset
-    )
+    with threadpool_limits(limits=int(threads)):
+        result = training.train(
+            X, y, task_cfg, model_cfg, cv, preprocessing, normalization, seed, classes, covariates, subset, int(threads)
+        )
     training.write_outputs(
         result,
         outdir,

@@ -1,0 +1,134 @@
+"""What a training job reads and imports: only its group's matrix columns (the whole library only for
+in-fold DESeq2), the heavy model libraries only when a model needs them, and its thread count does
+not change its results."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from metasig import io
+from metasig.learn import steps
+
+GENES = [f"G{j:03d}" for j in range(40)]
+
+
+def _matrix(n=30, seed=0):
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(rng.poisson(40, size=(n, len(GENES))).astype(float), columns=GENES)
+    frame.index = pd.Index([f"s{i:02d}" for i in range(n)], name="sample")
+    return frame
+
+
+@pytest.fixture
+def study(tmp_path):
+    """A counts matrix, a sheet with a label and a covariate, and two groups (one with the covariate)."""
+    matrix = _matrix()
+    io.write_matrix(matrix, tmp_path / "m.parquet", "counts", "symbol", extra={"source": "test"})
+    sheet = pd.DataFrame({"sample": matrix.index, "status": ["yes", "no"] * 15, "age": np.arange(30.0)})
+    io.write_sheet(sheet, tmp_path / "s.tsv")
+    groups = {"small": {"genes": ["G017", "G003", "G029"]}, "mixed": {"genes": ["G008", "age", "G001"]}}
+    io.write_json(groups, tmp_path / "g.json")
+    return tmp_path, matrix
+
+
+def test_read_matrix_columns_subset_in_the_asked_order_with_metadata(study):
+    folder, matrix = study
+    part, meta = io.read_matrix(folder / "m.parquet", columns=["G012", "G002"])
+    assert list(part.columns) == ["G012", "G002"]
+    assert part.index.name == "sample" and list(part.index) == list(matrix.index)
+    pd.testing.assert_frame_equal(part, matrix[["G012", "G002"]])
+    assert (meta["unit"], meta["namespace"], meta["source"]) == ("counts", "symbol", "test")
+    whole, whole_meta = io.read_matrix(folder / "m.parquet")
+    pd.testing.assert_frame_equal(whole, matrix)
+    assert whole_meta == meta
+    assert io.matrix_columns(folder / "m.parquet") == GENES
+    empty, _ = io.read_matrix(folder / "m.parquet", columns=[])
+    assert empty.shape == (30, 0) and list(empty.index) == list(matrix.index)
+
+
+def test_read_matrix_unknown_or_repeated_columns_are_named(study):
+    folder, _ = study
+    with pytest.raises(KeyError, match="no column NOPE, sample"):
+        io.read_matrix(folder / "m.parquet", columns=["G001", "NOPE", "sample"])
+    with pytest.raises(ValueError, match="more than once: G001"):
+        io.read_matrix(folder / "m.parquet", columns=["G001", "G002", "G001"])
+
+
+def _recording(monkeypatch):
+    asked = []
+    real = io.read_matrix
+
+    def read_matrix(path, columns=None):
+        asked.append(None if columns is None else list(columns))
+        return real(path, columns=columns)
+
+    monkeypatch.setattr(io, "read_matrix", read_matrix)
+    return asked
+
+
+@pytest.mark.parametrize("group", ["small", "mixed"])
+def test_a_job_reads_only_its_groups_gene_columns(study, monkeypatch, group):
+    folder, matrix = study
+    asked = _recording(monkeypatch)
+    task = {"type": "binary", "label": "status", "positive": "yes"}
+    X, y, classes, subset = steps.feature_frame(
+        folder / "m.parquet", folder / "s.tsv", folder / "g.json", group, task, ["age"], "none"
+    )
+    wanted = io.read_json(folder / "g.json")[group]["genes"]
+    genes = [g for g in wanted if g in GENES]
+    assert asked == [genes]
+    assert list(X.columns) == wanted and subset is None
+    pd.testing.assert_frame_equal(X[genes], matrix[genes], check_names=False)
+    if "age" in wanted:
+        assert X["age"].tolist() == list(np.arange(30.0))
+    assert list(y) == [1, 0] * 15
+
+
+def test_in_fold_deseq2_reads_the_whole_library(study, monkeypatch):
+    folder, _ = study
+    asked = _recording(monkeypatch)
+    task = {"type": "binary", "label": "status", "positive": "yes"}
+    X, _, _, subset = steps.feature_frame(
+        folder / "m.parquet", folder / "s.tsv", folder / "g.json", "mixed", task, ["age"], "deseq2"
+    )
+    assert asked == [None]
+    assert list(X.columns) == GENES + ["age"]
+    assert subset == [GENES.index("G008"), GENES.index("G001")]
+
+
+def test_job_results_do_not_depend_on_its_thread_count(study):
+    folder, _ = study
+    docs = []
+    for threads in (1, 2):
+        steps.train(
+            folder / "m.parquet",
+            folder / "s.tsv",
+            folder / "g.json",
+            folder / f"job{threads}",
+            {"dataset": "d", "task": "t", "group": "small", "model": "enet"},
+            {"type": "binary", "label": "status", "positive": "yes"},
+            {"kind": "elasticnet", "search": {"C": [0.1, 1.0], "l1_ratio": [0.5]}},
+            {"outer_folds": 2, "outer_repeats": 1, "inner_folds": 2, "bootstrap": 20, "permuted_repeats": 1},
+            {"scale": True},
+            "none",
+            [],
+            3,
+            threads=threads,
+        )
+        docs.append((folder / f"job{threads}" / "metrics.json").read_bytes())
+    assert docs[0] == docs[1]
+    assert json.loads(docs[0])["features"] == ["G017", "G003", "G029"]
+
+
+def test_the_job_path_does_not_import_model_libraries_it_may_not_need():
+    heavy = ["xgboost", "lifelines", "skops", "pydeseq2", "mlflow", "matplotlib", "sksurv"]
+    code = (
+        "import sys, metasig.learn.steps, metasig.learn.job, metasig.learn.models\n"
+        f"print(','.join(m for m in {heavy!r} if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == ""
