@@ -27,8 +27,8 @@ import skops.io as sio
 from metasig.errors import InputError
 from metasig.io import atomic_path
 from metasig.learn.checksums import SUMS, format_sums, verify
-from metasig.learn.models import model_feature_names
 from metasig.learn.cox import CoxPH
+from metasig.learn.models import model_feature_names
 from metasig.learn.survival import XGBoostCox, survival_from_risk
 from metasig.learn.xgb import XGBoostClassifier, xgb_class_proba, xgb_margin
 

@@ -9,8 +9,9 @@ the mean and the sample standard deviation and reports b / std). It is solved by
 scikit-survival's CoxnetSurvivalAnalysis (glmnet's coordinate descent, compiled, whole penalty
 paths with warm starts), which has the same objective with alpha = penalizer. Differences from
 lifelines: ties in the event times are handled by Breslow's rule (lifelines: Efron's; identical
-without ties), the L1 part is exact (lifelines smooths |b|), and l1_ratio = 0 (which Coxnet
-rejects) becomes l1_ratio = 1e-9, a pure ridge up to a negligible L1 term.
+without ties) and the L1 part is exact (lifelines smooths |b|). l1_ratio = 0 (a pure ridge, which
+Coxnet rejects and coordinate descent solves slowly) is solved by Newton's method instead
+(cox_ridge.py), in the kernel form when there are more features than samples.
 
 predict(X) is the log partial hazard (X - mean_) @ coef_, and S(t | x) = exp(-H0(t) exp(predict))
 with Breslow's baseline H0 on the training risks, as before; only arrays are kept after fit.
@@ -22,21 +23,22 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
+from metasig.learn.cox_ridge import ridge_cox
 from metasig.learn.survival import _SurvivalMixin, survival_arrays
-
-RIDGE_L1 = 1e-9  # stands in for l1_ratio = 0, which Coxnet does not accept
 
 
 class CoxPH(_SurvivalMixin, BaseEstimator):
     """Penalized Cox model (lifelines' penalizer and l1_ratio) with a scikit-learn interface.
 
-    tol, max_iter: Coxnet's coordinate-descent tolerance and iteration cap."""
+    tol, max_iter: Coxnet's coordinate-descent tolerance and iteration cap (l1_ratio > 0). n_jobs:
+    BLAS threads."""
 
-    def __init__(self, penalizer=0.1, l1_ratio=0.0, tol=1e-9, max_iter=100000):
+    def __init__(self, penalizer=0.1, l1_ratio=0.0, tol=1e-9, max_iter=100000, n_jobs=1):
         self.penalizer = penalizer
         self.l1_ratio = l1_ratio
         self.tol = tol
         self.max_iter = max_iter
+        self.n_jobs = n_jobs
 
     def _standardise(self, X):
         X = np.asarray(X, dtype=float)
@@ -48,22 +50,31 @@ class CoxPH(_SurvivalMixin, BaseEstimator):
     def _path(self, Z, y, penalizers, l1_ratio):
         """Coefficients of the standardised features, one column per penalizer (any order)."""
         from sksurv.linear_model import CoxnetSurvivalAnalysis
+        from threadpoolctl import threadpool_limits
 
         penalizers = np.asarray(penalizers, dtype=float)
         order = np.argsort(-penalizers, kind="stable")  # strongest penalty first, then warm starts
+        coef = np.empty((Z.shape[1], len(penalizers)))
+        event, time = survival_arrays(y)
+        if l1_ratio == 0:
+            with threadpool_limits(limits=int(self.n_jobs or 1), user_api="blas"):
+                K = Z @ Z.T if Z.shape[1] > Z.shape[0] else None  # shared by the whole path
+                start = None
+                for j in order:
+                    coef[:, j], start = ridge_cox(Z, time, event, penalizers[j], start=start, K=K)
+            return coef
         model = CoxnetSurvivalAnalysis(
             alphas=penalizers[order],
-            l1_ratio=float(l1_ratio) if l1_ratio > 0 else RIDGE_L1,
+            l1_ratio=float(l1_ratio),
             tol=self.tol,
             max_iter=self.max_iter,
             copy_X=False,
         )
         y_arr = np.empty(len(Z), dtype=[("event", bool), ("time", float)])
-        y_arr["event"], y_arr["time"] = survival_arrays(y)
+        y_arr["event"], y_arr["time"] = event, time
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "all coefficients are zero" at strong penalties is expected
             model.fit(np.array(Z, copy=True), y_arr)
-        coef = np.empty((Z.shape[1], len(penalizers)))
         coef[:, order] = model.coef_
         return coef
 
@@ -86,7 +97,9 @@ class CoxPH(_SurvivalMixin, BaseEstimator):
 
     def grid_predictions(self, X, y, X_valid, candidates):
         """predict(X_valid) of a fit per candidate, in candidate order; candidates that differ only
-        in penalizer share one Coxnet path (strongest penalty first, warm-started)."""
+        in penalizer share one Coxnet path (strongest penalty first, warm-started). If Coxnet's path
+        fails numerically (a near-unpenalised fit diverging when p > n), each penalizer is fitted
+        alone and those that fail again predict NaN (the search then never picks them)."""
         base = self.get_params()
         settings = [{**base, **c} for c in candidates]
         groups = {}
@@ -98,7 +111,12 @@ class CoxPH(_SurvivalMixin, BaseEstimator):
         for members in groups.values():
             s = settings[members[0]]
             model = CoxPH(**s)
-            coefs = model._path(Z, y, [settings[i]["penalizer"] for i in members], s["l1_ratio"]) / std[:, None]
+            penalizers = [settings[i]["penalizer"] for i in members]
+            try:
+                coefs = model._path(Z, y, penalizers, s["l1_ratio"]) / std[:, None]
+            except ArithmeticError:
+                coefs = np.column_stack([_path_or_nan(model, Z, y, a, s["l1_ratio"]) for a in penalizers])
+                coefs /= std[:, None]
             for j, i in enumerate(members):
                 out[i] = (X_valid - mean) @ coefs[:, j]
         return out
@@ -110,3 +128,10 @@ class CoxPH(_SurvivalMixin, BaseEstimator):
     @property
     def feature_importances_(self):
         return np.abs(self.coef_)
+
+
+def _path_or_nan(model, Z, y, penalizer, l1_ratio):
+    try:
+        return model._path(Z, y, [penalizer], l1_ratio)[:, 0]
+    except ArithmeticError:
+        return np.full(Z.shape[1], np.nan)

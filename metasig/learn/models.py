@@ -14,9 +14,9 @@ from sklearn.linear_model import SGDClassifier
 from sklearn.pipeline import Pipeline
 
 from metasig.errors import InputError
-from metasig.learn.preprocess import make_preprocessing
 from metasig.learn.cox import CoxPH
 from metasig.learn.linear import ElasticNetClassifier
+from metasig.learn.preprocess import make_preprocessing
 from metasig.learn.survival import XGBoostCox
 from metasig.learn.xgb import XGBoostClassifier
 
@@ -46,7 +46,7 @@ def _estimator(kind, task_kind, seed, n_jobs):
     if kind == "linear_sweep":
         return _sweep_members(seed, n_jobs)[0], {}
     if kind == "coxph":
-        return CoxPH(), {"penalizer": [0.01, 0.1, 1.0], "l1_ratio": [0.0, 0.5]}
+        return CoxPH(n_jobs=n_jobs), {"penalizer": [0.01, 0.1, 1.0], "l1_ratio": [0.0, 0.5]}
     if kind == "xgboost_cox":
         est = XGBoostCox(random_state=seed, n_jobs=n_jobs)
         return est, {"max_depth": [2, 3], "n_estimators": [50, 150], "learning_rate": [0.05]}
