@@ -55,7 +55,17 @@ TRUSTED_TYPES = [
     "sklearn.feature_selection._univariate_selection.f_classif",
     "sklearn.tree._tree.Tree",
 ]
-_PACKAGES = ("metasig", "scikit-learn", "numpy", "xgboost", "lifelines", "scikit-survival", "pydeseq2", "skops")
+_PACKAGES = (
+    "metasig",
+    "scikit-learn",
+    "numpy",
+    "xgboost",
+    "lifelines",
+    "scikit-survival",
+    "pydeseq2",
+    "skops",
+    "skglm",
+)
 
 
 def _versions():
