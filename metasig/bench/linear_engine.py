@@ -1,6 +1,6 @@
 """Old vs new linear/Cox engine on one synthetic HER2-shaped problem (issue 12).
 
-    python -m metasig.bench.linear_engine {binary,survival} [--n N --p P] [--old-cap 300]
+    python -m metasig.bench.linear_engine {binary,multiclass,survival} [--n N --p P] [--old-cap 300]
 
 Times (a) one fit of the old estimator (saga LogisticRegression / lifelines CoxPHFitter), in a
 child process stopped after --old-cap seconds, (b) one fit of the new estimator at the same penalty
@@ -16,9 +16,10 @@ import time
 import numpy as np
 
 
-def synthetic(n=1218, p=20530, n_pos=124, n_signal=20, effect=0.6, seed=0, survival=False):
+def synthetic(n=1218, p=20530, n_pos=124, n_signal=20, effect=0.6, seed=0, survival=False, n_classes=2):
     """Log-normal expression in 200 correlated gene modules, log2 and standardised; a weak planted
-    signal in n_signal genes: 124 positives of 1,218 (binary) or exponential times (survival)."""
+    signal in n_signal genes: 124 positives of 1,218 (binary), exponential times (survival), or
+    n_classes > 2 unbalanced classes, each shifting the signal genes its own way."""
     rng = np.random.default_rng(seed)
     factors = rng.normal(size=(n, 200)).astype(np.float32)
     module, load = rng.integers(0, 200, size=p), rng.uniform(0.2, 0.8, size=p).astype(np.float32)
@@ -30,6 +31,10 @@ def synthetic(n=1218, p=20530, n_pos=124, n_signal=20, effect=0.6, seed=0, survi
     X -= X.mean(0)
     X /= X.std(0) + 1e-12
     genes = rng.choice(p, n_signal, replace=False)
+    if n_classes > 2:
+        y = rng.choice(n_classes, size=n, p=np.arange(1, n_classes + 1) / (n_classes * (n_classes + 1) / 2))
+        X[:, genes] += effect * rng.normal(size=(n_classes, n_signal))[y]
+        return X, np.array([f"class{k}" for k in range(n_classes)])[y]
     score = X[:, genes] @ rng.choice([-1.0, 1.0], n_signal) * 3 * effect / np.sqrt(n_signal) + rng.normal(size=n)
     if survival:
         t = rng.exponential(np.exp(-0.6 * score))
@@ -44,11 +49,11 @@ def synthetic(n=1218, p=20530, n_pos=124, n_signal=20, effect=0.6, seed=0, survi
 
 def _old_fit(kind, X, y, queue):
     start = time.perf_counter()
-    if kind == "binary":
+    if kind != "survival":
         from sklearn.linear_model import LogisticRegression
 
         m = LogisticRegression(C=0.1, l1_ratio=0.5, solver="saga", max_iter=5000, class_weight="balanced").fit(X, y)
-        queue.put((time.perf_counter() - start, m.coef_.ravel(), float(m.intercept_[0])))
+        queue.put((time.perf_counter() - start, m.coef_, m.intercept_))
     else:
         import pandas as pd
         from lifelines import CoxPHFitter
@@ -74,7 +79,8 @@ def run_old(kind, X, y, cap):
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
-    ap.add_argument("kind", choices=["binary", "survival"])
+    ap.add_argument("kind", choices=["binary", "multiclass", "survival"])
+    ap.add_argument("--classes", type=int, default=7)
     ap.add_argument("--n", type=int, default=1218)
     ap.add_argument("--p", type=int, default=20530)
     ap.add_argument("--old-cap", type=float, default=300.0)
@@ -85,15 +91,18 @@ def main(argv=None):
     from metasig.learn.linear import ElasticNetClassifier
     from metasig.learn.survival import harrell_c
 
-    X, y = synthetic(args.n, args.p, survival=args.kind == "survival")
+    n_classes = args.classes if args.kind == "multiclass" else 2
+    X, y = synthetic(args.n, args.p, survival=args.kind == "survival", n_classes=n_classes)
     train = np.arange(len(X)) % 3 != 0
     Xt, yt, Xv, yv = X[train], y[train], X[~train], y[~train]
     out = {"kind": args.kind, "shape": list(X.shape)}
-    if args.kind == "binary":
+    if args.kind != "survival":
         est = ElasticNetClassifier(C=0.1, l1_ratio=0.5)
         grid = [{"C": C, "l1_ratio": r} for C in (0.01, 0.1, 1.0, 10.0) for r in (0.2, 0.5, 0.8)]
 
         def score(pred):
+            if n_classes > 2:
+                return float(roc_auc_score(yv, pred, multi_class="ovr"))
             return float(roc_auc_score(yv, pred[:, 1] if pred.ndim == 2 else pred))
     else:
         est = CoxPH(penalizer=0.1, l1_ratio=0.5)
@@ -108,7 +117,7 @@ def main(argv=None):
     start = time.perf_counter()
     est.fit(Xt, yt)
     out["new_fit_s"] = time.perf_counter() - start
-    new_pred = est.predict_proba(Xv) if args.kind == "binary" else est.predict(Xv)
+    new_pred = est.predict(Xv) if args.kind == "survival" else est.predict_proba(Xv)
     out["new_metric"] = score(new_pred)
     out["new_nonzero"] = int(np.count_nonzero(est.coef_))
     start = time.perf_counter()
@@ -121,10 +130,13 @@ def main(argv=None):
     else:
         seconds, coef, offset = old
         out["old_fit_s"] = seconds
-        risk = Xv @ coef + (offset if args.kind == "binary" else -offset)
-        out["old_metric"] = score(risk)
-        new_coef = est.coef_.ravel()
-        out["max_coef_diff"] = float(np.abs(coef - new_coef).max())
+        if args.kind == "survival":
+            out["old_metric"] = score(Xv @ coef - offset)
+        else:
+            eta = Xv @ coef.T + offset
+            proba = np.exp(eta - eta.max(axis=1, keepdims=True))
+            out["old_metric"] = score(eta[:, 0] if n_classes == 2 else proba / proba.sum(axis=1, keepdims=True))
+        out["max_coef_diff"] = float(np.abs(np.ravel(coef) - est.coef_.ravel()).max())
     print(json.dumps(out, indent=1))
 
 
