@@ -30,8 +30,9 @@ from metasig.learn.survival import _SurvivalMixin, survival_arrays
 class CoxPH(_SurvivalMixin, BaseEstimator):
     """Penalized Cox model (lifelines' penalizer and l1_ratio) with a scikit-learn interface.
 
-    tol, max_iter: Coxnet's coordinate-descent tolerance and iteration cap (l1_ratio > 0). n_jobs:
-    BLAS threads."""
+    tol, max_iter: Coxnet's coordinate-descent tolerance and iteration cap (l1_ratio > 0). n_jobs is
+    accepted for the engine interface but unused: the ridge solver's BLAS calls run on one thread,
+    since with two they differ in the last bit, and results must not depend on the thread count."""
 
     def __init__(self, penalizer=0.1, l1_ratio=0.0, tol=1e-9, max_iter=100000, n_jobs=1):
         self.penalizer = penalizer
@@ -57,7 +58,7 @@ class CoxPH(_SurvivalMixin, BaseEstimator):
         coef = np.empty((Z.shape[1], len(penalizers)))
         event, time = survival_arrays(y)
         if l1_ratio == 0:
-            with threadpool_limits(limits=int(self.n_jobs or 1), user_api="blas"):
+            with threadpool_limits(limits=1, user_api="blas"):
                 K = Z @ Z.T if Z.shape[1] > Z.shape[0] else None  # shared by the whole path
                 start = None
                 for j in order:

@@ -70,3 +70,11 @@ def test_c_index_close_to_lifelines():
         new = CoxPH(penalizer=penalizer, l1_ratio=l1_ratio).fit(X[train], y[train]).predict(X[~train])
         assert abs(harrell_c(y[~train], new) - harrell_c(y[~train], old)) < 0.01
         assert harrell_c(y[~train], new) > 0.65
+
+
+def test_deterministic_across_thread_counts():
+    X, y = survival_data(n=120, p=400, seed=5)
+    for l1_ratio in (0.0, 0.5):
+        fits = [CoxPH(penalizer=0.1, l1_ratio=l1_ratio, n_jobs=k).fit(X, y) for k in (1, 2)]
+        assert np.array_equal(fits[0].coef_, fits[1].coef_)
+        assert np.array_equal(fits[0].baseline_cumhaz_, fits[1].baseline_cumhaz_)
