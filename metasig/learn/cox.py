@@ -75,7 +75,15 @@ class CoxPH(_SurvivalMixin, BaseEstimator):
         y_arr["event"], y_arr["time"] = event, time
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "all coefficients are zero" at strong penalties is expected
-            model.fit(np.array(Z, copy=True), y_arr)
+            try:
+                model.fit(np.array(Z, copy=True), y_arr)
+            except ArithmeticError:  # Coxnet overflows on weak penalties with p > n
+                if len(penalizers) > 1:  # fit them one by one, so only those that overflow go to skglm
+                    for j in order:
+                        coef[:, j] = self._path(Z, y, penalizers[j : j + 1], l1_ratio)[:, 0]
+                    return coef
+                coef[:, 0] = _skglm_cox_path(Z, time, event, penalizers, l1_ratio, self.tol)[:, 0]
+                return coef
         coef[:, order] = model.coef_
         return coef
 
@@ -98,9 +106,7 @@ class CoxPH(_SurvivalMixin, BaseEstimator):
 
     def grid_predictions(self, X, y, X_valid, candidates):
         """predict(X_valid) of a fit per candidate, in candidate order; candidates that differ only
-        in penalizer share one Coxnet path (strongest penalty first, warm-started). If Coxnet's path
-        fails numerically (a near-unpenalised fit diverging when p > n), each penalizer is fitted
-        alone and those that fail again predict NaN (the search then never picks them)."""
+        in penalizer share one Coxnet path (strongest penalty first, warm-started)."""
         base = self.get_params()
         settings = [{**base, **c} for c in candidates]
         groups = {}
@@ -113,11 +119,7 @@ class CoxPH(_SurvivalMixin, BaseEstimator):
             s = settings[members[0]]
             model = CoxPH(**s)
             penalizers = [settings[i]["penalizer"] for i in members]
-            try:
-                coefs = model._path(Z, y, penalizers, s["l1_ratio"]) / std[:, None]
-            except ArithmeticError:
-                coefs = np.column_stack([_path_or_nan(model, Z, y, a, s["l1_ratio"]) for a in penalizers])
-                coefs /= std[:, None]
+            coefs = model._path(Z, y, penalizers, s["l1_ratio"]) / std[:, None]
             for j, i in enumerate(members):
                 out[i] = (X_valid - mean) @ coefs[:, j]
         return out
@@ -131,8 +133,22 @@ class CoxPH(_SurvivalMixin, BaseEstimator):
         return np.abs(self.coef_)
 
 
-def _path_or_nan(model, Z, y, penalizer, l1_ratio):
-    try:
-        return model._path(Z, y, [penalizer], l1_ratio)[:, 0]
-    except ArithmeticError:
-        return np.full(Z.shape[1], np.nan)
+def _skglm_cox_path(Z, time, event, penalizers, l1_ratio, tol):
+    """The same objective (Breslow ties) by skglm's proximal Newton, warm-started along
+    `penalizers` (strongest first); slower than Coxnet but robust where exp(risk) grows large."""
+    from skglm.datafits import Cox
+    from skglm.penalties import L1_plus_L2
+    from skglm.solvers import ProxNewton
+
+    Z = np.asfortranarray(Z)
+    Y = np.column_stack([time, event.astype(float)])
+    w, out = np.zeros(Z.shape[1]), []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for penalizer in penalizers:
+            solver = ProxNewton(fit_intercept=False, tol=max(tol, 1e-8), max_iter=50)
+            w = solver.solve(
+                Z, Y, Cox(), L1_plus_L2(float(penalizer), float(l1_ratio)), w_init=w.copy(), Xw_init=Z @ w
+            )[0]
+            out.append(w.copy())
+    return np.column_stack(out)

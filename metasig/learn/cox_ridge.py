@@ -30,7 +30,8 @@ class _Breslow:
 
     def loss(self, eta):
         shift, _, at_risk = self._parts(eta)
-        return -np.sum(self.event * (eta - shift - np.log(at_risk))) / self.n
+        with np.errstate(divide="ignore", invalid="ignore"):  # a rejected line-search step may overflow
+            return -np.sum(self.event * (eta - shift - np.log(at_risk))) / self.n
 
     def grad_hess(self, eta):
         _, w, at_risk = self._parts(eta)

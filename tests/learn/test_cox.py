@@ -78,3 +78,16 @@ def test_deterministic_across_thread_counts():
         fits = [CoxPH(penalizer=0.1, l1_ratio=l1_ratio, n_jobs=k).fit(X, y) for k in (1, 2)]
         assert np.array_equal(fits[0].coef_, fits[1].coef_)
         assert np.array_equal(fits[0].baseline_cumhaz_, fits[1].baseline_cumhaz_)
+
+
+def test_skglm_fallback_solves_the_same_objective():
+    """The path used where Coxnet overflows (weak penalties, p > n) agrees with Coxnet elsewhere."""
+    from sksurv.linear_model import CoxnetSurvivalAnalysis
+
+    from metasig.learn.cox import _skglm_cox_path
+
+    X, y = survival_data(n=80, p=120, seed=6)
+    Z = (X - X.mean(0)) / X.std(0, ddof=1)
+    ours = _skglm_cox_path(Z, y["time"], y["event"], [0.3, 0.1], 0.5, 1e-10)
+    ref = CoxnetSurvivalAnalysis(alphas=[0.3, 0.1], l1_ratio=0.5, tol=1e-10).fit(Z, y).coef_
+    assert np.allclose(ours, ref, atol=1e-3) and np.count_nonzero(ours[:, 1]) > 0
