@@ -27,8 +27,9 @@ import skops.io as sio
 from metasig.errors import InputError
 from metasig.io import atomic_path
 from metasig.learn.checksums import SUMS, format_sums, verify
+from metasig.learn.cox import CoxPH
 from metasig.learn.models import model_feature_names
-from metasig.learn.survival import CoxPH, XGBoostCox, survival_from_risk
+from metasig.learn.survival import XGBoostCox, survival_from_risk
 from metasig.learn.xgb import XGBoostClassifier, xgb_class_proba, xgb_margin
 
 FORMAT_VERSION = 1
@@ -42,6 +43,7 @@ KNOWN_FILES = (FEATURES, PREPROCESSING, "model.json", "baseline_hazard.json", "c
 # structure of random forests. Loading fails on anything else. tests/learn/test_artifacts.py checks
 # that every type our pipelines produce is listed here.
 TRUSTED_TYPES = [
+    "metasig.learn.linear.ElasticNetClassifier",
     "metasig.learn.preprocess.ColumnSubset",
     "metasig.learn.preprocess.CoxScoreSelector",
     "metasig.learn.preprocess.DESeq2VST",
@@ -54,7 +56,17 @@ TRUSTED_TYPES = [
     "sklearn.feature_selection._univariate_selection.f_classif",
     "sklearn.tree._tree.Tree",
 ]
-_PACKAGES = ("metasig", "scikit-learn", "numpy", "xgboost", "lifelines", "scikit-survival", "pydeseq2", "skops")
+_PACKAGES = (
+    "metasig",
+    "scikit-learn",
+    "numpy",
+    "xgboost",
+    "lifelines",
+    "scikit-survival",
+    "pydeseq2",
+    "skops",
+    "skglm",
+)
 
 
 def _versions():

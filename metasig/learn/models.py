@@ -8,15 +8,16 @@ The estimators of our own live beside it: XGBoost in xgb.py, the survival models
 
 import numpy as np
 import pandas as pd
-import sklearn
 from sklearn.base import BaseEstimator
 from sklearn.ensemble import RandomForestClassifier
-from sklearn.linear_model import LogisticRegression, SGDClassifier
+from sklearn.linear_model import SGDClassifier
 from sklearn.pipeline import Pipeline
 
 from metasig.errors import InputError
+from metasig.learn.cox import CoxPH
+from metasig.learn.linear import ElasticNetClassifier
 from metasig.learn.preprocess import make_preprocessing
-from metasig.learn.survival import CoxPH, XGBoostCox
+from metasig.learn.survival import XGBoostCox
 from metasig.learn.xgb import XGBoostClassifier
 
 CLASSIFIER_KINDS = ("xgboost", "elasticnet", "linear_sweep", "random_forest")
@@ -26,15 +27,6 @@ SURVIVAL_KINDS = ("coxph", "xgboost_cox")
 # open-source counterpart of the reference's "32 linear learners tuned in parallel".
 SWEEP_C = [0.001, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0]
 SWEEP_ALPHA = [1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1]
-_SKLEARN_PENALTY_DEPRECATED = tuple(int(p) for p in sklearn.__version__.split(".")[:2]) >= (1, 8)
-
-
-def _logistic(l1_ratio, **kw):
-    """LogisticRegression with the penalty given by l1_ratio (0 = L2, 1 = L1), across versions:
-    scikit-learn >= 1.8 infers the penalty from l1_ratio and deprecates `penalty`."""
-    if not _SKLEARN_PENALTY_DEPRECATED:
-        kw["penalty"] = "l2" if l1_ratio == 0 else "l1" if l1_ratio == 1 else "elasticnet"
-    return LogisticRegression(l1_ratio=l1_ratio, **kw)
 
 
 # ---- build ------------------------------------------------------------------------------------
@@ -46,15 +38,15 @@ def _estimator(kind, task_kind, seed, n_jobs):
         est = XGBoostClassifier(random_state=seed, n_jobs=n_jobs)
         return est, {"max_depth": [2, 3], "n_estimators": [50, 150], "learning_rate": [0.1]}
     if kind == "elasticnet":
-        est = _logistic(0.5, solver="saga", C=1.0, max_iter=5000, class_weight="balanced", random_state=seed)
+        est = ElasticNetClassifier(C=1.0, l1_ratio=0.5, class_weight="balanced", n_jobs=n_jobs, random_state=seed)
         return est, {"C": [0.01, 0.1, 1.0, 10.0], "l1_ratio": [0.2, 0.5, 0.8]}
     if kind == "random_forest":
         est = RandomForestClassifier(n_estimators=300, class_weight="balanced", random_state=seed, n_jobs=n_jobs)
         return est, {"max_features": ["sqrt", 0.3], "min_samples_leaf": [1, 5]}
     if kind == "linear_sweep":
-        return _sweep_members(seed)[0], {}
+        return _sweep_members(seed, n_jobs)[0], {}
     if kind == "coxph":
-        return CoxPH(), {"penalizer": [0.01, 0.1, 1.0], "l1_ratio": [0.0, 0.5]}
+        return CoxPH(n_jobs=n_jobs), {"penalizer": [0.01, 0.1, 1.0], "l1_ratio": [0.0, 0.5]}
     if kind == "xgboost_cox":
         est = XGBoostCox(random_state=seed, n_jobs=n_jobs)
         return est, {"max_depth": [2, 3], "n_estimators": [50, 150], "learning_rate": [0.05]}
@@ -63,13 +55,14 @@ def _estimator(kind, task_kind, seed, n_jobs):
     )
 
 
-def _sweep_members(seed):
-    """The four linear families of linear_sweep (each searched over its strength)."""
-    common = dict(max_iter=5000, class_weight="balanced", random_state=seed)
+def _sweep_members(seed, n_jobs=1):
+    """The four linear families of linear_sweep (each searched over its strength): class-balanced
+    logistic regression with an L2, L1 and elastic-net (0.5) penalty, and a modified-Huber SGD."""
+    common = dict(C=1.0, class_weight="balanced", n_jobs=n_jobs, random_state=seed)
     return [
-        _logistic(0.0, solver="lbfgs", C=1.0, **common),
-        _logistic(1.0, solver="saga", C=1.0, **common),
-        _logistic(0.5, solver="saga", C=1.0, **common),
+        ElasticNetClassifier(l1_ratio=0.0, **common),
+        ElasticNetClassifier(l1_ratio=1.0, **common),
+        ElasticNetClassifier(l1_ratio=0.5, **common),
         SGDClassifier(
             loss="modified_huber", alpha=1e-4, max_iter=5000, tol=1e-4, class_weight="balanced", random_state=seed
         ),
@@ -122,7 +115,7 @@ def build(
     search = dict(model_cfg.get("search") or {})
     est, grid = _estimator(kind, task_kind, seed, n_jobs)
     if kind == "linear_sweep":
-        est, param_grid = _sweep(params, search, seed)
+        est, param_grid = _sweep(params, search, seed, n_jobs)
     else:
         _check_names(est, params, "params")
         _check_names(est, search, "search")
@@ -133,7 +126,7 @@ def build(
     return Pipeline(steps + [("model", est)]), param_grid
 
 
-def _sweep(params, search, seed):
+def _sweep(params, search, seed, n_jobs=1):
     unknown = set(search) - {"C", "alpha"}
     if unknown:
         raise InputError(
@@ -141,14 +134,14 @@ def _sweep(params, search, seed):
             f"search.{sorted(unknown)[0]}",
             "linear_sweep searches only 'C' (logistic families) and 'alpha' (SGD)",
         )
-    members = _sweep_members(seed)
+    members = _sweep_members(seed, n_jobs)
     for key, value in params.items():
         has = [m for m in members if key in m.get_params(deep=False)]
         if not has:
             raise InputError(
                 "config",
                 f"params.{key}",
-                "not a parameter of any linear_sweep member (LogisticRegression, SGDClassifier)",
+                "not a parameter of any linear_sweep member (ElasticNetClassifier, SGDClassifier)",
             )
         for m in has:
             m.set_params(**{key: value})

@@ -1,15 +1,12 @@
-"""Survival estimators with a scikit-learn interface: penalized Cox (lifelines) and gradient-boosted
-Cox (XGBoost).
+"""Survival estimators with a scikit-learn interface: gradient-boosted Cox (XGBoost) here, penalized
+Cox in cox.py (on the shared helpers below).
 
 They take y as a structured array [("event", bool), ("time", float)], predict a risk score
 (higher = worse), score with Harrell's C (so GridSearchCV needs no custom scorer) and give survival
 probabilities from a Breslow baseline.
 """
 
-import warnings
-
 import numpy as np
-import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
@@ -74,48 +71,6 @@ class _SurvivalMixin:
     @property
     def unique_times_(self):
         return np.asarray(self.baseline_times_, dtype=float)
-
-
-class CoxPH(_SurvivalMixin, BaseEstimator):
-    """Penalized Cox proportional hazards (lifelines CoxPHFitter) with a scikit-learn interface.
-
-    predict(X) is the log partial hazard (X - mean_) @ coef_ as lifelines computes it, so
-    S(t | x) = exp(-H0(t) exp(predict(x))) with lifelines' Breslow baseline H0. Only arrays are
-    kept after fit (coef_, mean_, baseline_times_, baseline_cumhaz_)."""
-
-    def __init__(self, penalizer=0.1, l1_ratio=0.0, max_steps=500):
-        self.penalizer = penalizer
-        self.l1_ratio = l1_ratio
-        self.max_steps = max_steps
-
-    def fit(self, X, y):
-        from lifelines import CoxPHFitter
-
-        X = np.asarray(X, dtype=float)
-        event, time = survival_arrays(y)
-        columns = [f"x{i}" for i in range(X.shape[1])]
-        frame = pd.DataFrame(X, columns=columns)
-        frame["__time"], frame["__event"] = time, event.astype(int)
-        fitter = CoxPHFitter(penalizer=self.penalizer, l1_ratio=self.l1_ratio, baseline_estimation_method="breslow")
-        with warnings.catch_warnings():
-            # lifelines warns about low-variance columns and near-separation; penalization handles both.
-            warnings.simplefilter("ignore")
-            fitter.fit(frame, duration_col="__time", event_col="__event", fit_options={"max_steps": self.max_steps})
-        self.coef_ = fitter.params_.loc[columns].to_numpy(dtype=float)
-        self.mean_ = np.asarray(fitter._norm_mean.loc[columns], dtype=float)
-        baseline = fitter.baseline_cumulative_hazard_
-        self.baseline_times_ = baseline.index.to_numpy(dtype=float)
-        self.baseline_cumhaz_ = baseline.iloc[:, 0].to_numpy(dtype=float)
-        self.n_features_in_ = X.shape[1]
-        return self
-
-    def predict(self, X):
-        check_is_fitted(self, "coef_")
-        return (np.asarray(X, dtype=float) - self.mean_) @ self.coef_
-
-    @property
-    def feature_importances_(self):
-        return np.abs(self.coef_)
 
 
 class XGBoostCox(_SurvivalMixin, BaseEstimator):

@@ -5,8 +5,9 @@ from conftest import SMALL_GRIDS as SMALL
 from sklearn.model_selection import GridSearchCV, KFold, ParameterGrid
 
 from metasig.errors import InputError
+from metasig.learn.cox import CoxPH
 from metasig.learn.models import build, feature_importance, jsonable_params
-from metasig.learn.survival import CoxPH, XGBoostCox, harrell_c
+from metasig.learn.survival import XGBoostCox, harrell_c
 from metasig.learn.xgb import XGBoostClassifier
 
 CLASSIFIERS = ["xgboost", "elasticnet", "linear_sweep", "random_forest"]

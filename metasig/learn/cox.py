@@ -1,0 +1,154 @@
+"""Penalized Cox proportional hazards with lifelines' penalty, fitted by coordinate descent.
+
+`CoxPH(penalizer, l1_ratio)` minimises lifelines CoxPHFitter's objective
+
+    -(1/n) log PL(b) + penalizer * (l1_ratio |b|_1 + (1 - l1_ratio) / 2 |b|^2)
+
+where b are the coefficients of the standardised features (lifelines standardises internally by
+the mean and the sample standard deviation and reports b / std). It is solved by
+scikit-survival's CoxnetSurvivalAnalysis (glmnet's coordinate descent, compiled, whole penalty
+paths with warm starts), which has the same objective with alpha = penalizer. Differences from
+lifelines: ties in the event times are handled by Breslow's rule (lifelines: Efron's; identical
+without ties) and the L1 part is exact (lifelines smooths |b|). l1_ratio = 0 (a pure ridge, which
+Coxnet rejects and coordinate descent solves slowly) is solved by Newton's method instead
+(cox_ridge.py), in the kernel form when there are more features than samples.
+
+predict(X) is the log partial hazard (X - mean_) @ coef_, and S(t | x) = exp(-H0(t) exp(predict))
+with Breslow's baseline H0 on the training risks, as before; only arrays are kept after fit.
+"""
+
+import warnings
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
+
+from metasig.learn.cox_ridge import ridge_cox
+from metasig.learn.survival import _SurvivalMixin, survival_arrays
+
+
+class CoxPH(_SurvivalMixin, BaseEstimator):
+    """Penalized Cox model (lifelines' penalizer and l1_ratio) with a scikit-learn interface.
+
+    tol, max_iter: Coxnet's coordinate-descent tolerance and iteration cap (l1_ratio > 0). n_jobs is
+    accepted for the engine interface but unused: the ridge solver's BLAS calls run on one thread,
+    since with two they differ in the last bit, and results must not depend on the thread count."""
+
+    def __init__(self, penalizer=0.1, l1_ratio=0.0, tol=1e-9, max_iter=100000, n_jobs=1):
+        self.penalizer = penalizer
+        self.l1_ratio = l1_ratio
+        self.tol = tol
+        self.max_iter = max_iter
+        self.n_jobs = n_jobs
+
+    def _standardise(self, X):
+        X = np.asarray(X, dtype=float)
+        mean = X.mean(axis=0)
+        std = X.std(axis=0, ddof=1) if len(X) > 1 else np.ones(X.shape[1])
+        std = np.where(std > 0, std, 1.0)  # a constant column stays 0 after centring
+        return (X - mean) / std, mean, std
+
+    def _path(self, Z, y, penalizers, l1_ratio):
+        """Coefficients of the standardised features, one column per penalizer (any order)."""
+        from sksurv.linear_model import CoxnetSurvivalAnalysis
+        from threadpoolctl import threadpool_limits
+
+        penalizers = np.asarray(penalizers, dtype=float)
+        order = np.argsort(-penalizers, kind="stable")  # strongest penalty first, then warm starts
+        coef = np.empty((Z.shape[1], len(penalizers)))
+        event, time = survival_arrays(y)
+        if l1_ratio == 0:
+            with threadpool_limits(limits=1, user_api="blas"):
+                K = Z @ Z.T if Z.shape[1] > Z.shape[0] else None  # shared by the whole path
+                start = None
+                for j in order:
+                    coef[:, j], start = ridge_cox(Z, time, event, penalizers[j], start=start, K=K)
+            return coef
+        model = CoxnetSurvivalAnalysis(
+            alphas=penalizers[order],
+            l1_ratio=float(l1_ratio),
+            tol=self.tol,
+            max_iter=self.max_iter,
+            copy_X=False,
+        )
+        y_arr = np.empty(len(Z), dtype=[("event", bool), ("time", float)])
+        y_arr["event"], y_arr["time"] = event, time
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "all coefficients are zero" at strong penalties is expected
+            try:
+                model.fit(np.array(Z, copy=True), y_arr)
+            except ArithmeticError:  # Coxnet overflows on weak penalties with p > n
+                if len(penalizers) > 1:  # fit them one by one, so only those that overflow go to skglm
+                    for j in order:
+                        coef[:, j] = self._path(Z, y, penalizers[j : j + 1], l1_ratio)[:, 0]
+                    return coef
+                coef[:, 0] = _skglm_cox_path(Z, time, event, penalizers, l1_ratio, self.tol)[:, 0]
+                return coef
+        coef[:, order] = model.coef_
+        return coef
+
+    def _set_fitted(self, X, y, coef, mean):
+        from sksurv.linear_model.coxph import BreslowEstimator
+
+        event, time = survival_arrays(y)
+        self.coef_ = np.asarray(coef, dtype=float)
+        self.mean_ = mean
+        breslow = BreslowEstimator().fit((np.asarray(X, dtype=float) - mean) @ self.coef_, event, time)
+        self.baseline_times_ = np.asarray(breslow.cum_baseline_hazard_.x, dtype=float)
+        self.baseline_cumhaz_ = np.asarray(breslow.cum_baseline_hazard_.y, dtype=float)
+        self.n_features_in_ = np.shape(X)[1]
+        return self
+
+    def fit(self, X, y):
+        Z, mean, std = self._standardise(X)
+        coef = self._path(Z, y, [self.penalizer], self.l1_ratio)[:, 0] / std
+        return self._set_fitted(X, y, coef, mean)
+
+    def grid_predictions(self, X, y, X_valid, candidates):
+        """predict(X_valid) of a fit per candidate, in candidate order; candidates that differ only
+        in penalizer share one Coxnet path (strongest penalty first, warm-started)."""
+        base = self.get_params()
+        settings = [{**base, **c} for c in candidates]
+        groups = {}
+        for i, s in enumerate(settings):
+            groups.setdefault(tuple(sorted((k, repr(v)) for k, v in s.items() if k != "penalizer")), []).append(i)
+        Z, mean, std = self._standardise(X)
+        X_valid = np.asarray(X_valid, dtype=float)
+        out = [None] * len(candidates)
+        for members in groups.values():
+            s = settings[members[0]]
+            model = CoxPH(**s)
+            penalizers = [settings[i]["penalizer"] for i in members]
+            coefs = model._path(Z, y, penalizers, s["l1_ratio"]) / std[:, None]
+            for j, i in enumerate(members):
+                out[i] = (X_valid - mean) @ coefs[:, j]
+        return out
+
+    def predict(self, X):
+        check_is_fitted(self, "coef_")
+        return (np.asarray(X, dtype=float) - self.mean_) @ self.coef_
+
+    @property
+    def feature_importances_(self):
+        return np.abs(self.coef_)
+
+
+def _skglm_cox_path(Z, time, event, penalizers, l1_ratio, tol):
+    """The same objective (Breslow ties) by skglm's proximal Newton, warm-started along
+    `penalizers` (strongest first); slower than Coxnet but robust where exp(risk) grows large."""
+    from skglm.datafits import Cox
+    from skglm.penalties import L1_plus_L2
+    from skglm.solvers import ProxNewton
+
+    Z = np.asfortranarray(Z)
+    Y = np.column_stack([time, event.astype(float)])
+    w, out = np.zeros(Z.shape[1]), []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for penalizer in penalizers:
+            solver = ProxNewton(fit_intercept=False, tol=max(tol, 1e-8), max_iter=50)
+            w = solver.solve(
+                Z, Y, Cox(), L1_plus_L2(float(penalizer), float(l1_ratio)), w_init=w.copy(), Xw_init=Z @ w
+            )[0]
+            out.append(w.copy())
+    return np.column_stack(out)

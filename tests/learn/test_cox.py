@@ -1,0 +1,93 @@
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from metasig.learn.cox import CoxPH
+from metasig.learn.survival import harrell_c
+
+
+def survival_data(n=150, p=8, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, p)) * rng.uniform(0.5, 3.0, size=p)
+    risk = 1.2 * X[:, 0] / X[:, 0].std() - 0.8 * X[:, 1] / X[:, 1].std()
+    time, censor = rng.exponential(np.exp(-risk)), rng.exponential(2.0, size=n)
+    y = np.empty(n, dtype=[("event", bool), ("time", float)])
+    y["event"], y["time"] = time <= censor, np.minimum(time, censor)
+    return X, y
+
+
+def lifelines_coef(X, y, penalizer, l1_ratio):
+    from lifelines import CoxPHFitter
+
+    frame = pd.DataFrame(X, columns=[f"x{i}" for i in range(X.shape[1])])
+    frame["T"], frame["E"] = y["time"], y["event"].astype(int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fitter = CoxPHFitter(penalizer=penalizer, l1_ratio=l1_ratio).fit(frame, "T", "E")
+    return fitter.params_.to_numpy()
+
+
+@pytest.mark.parametrize("penalizer,l1_ratio,atol", [(0.1, 0.0, 1e-6), (0.01, 0.0, 1e-6), (0.05, 0.5, 2e-4)])
+def test_same_objective_as_lifelines(penalizer, l1_ratio, atol):
+    """Ridge: exact agreement; elastic net: lifelines smooths |b|, so agreement to its smoothing."""
+    X, y = survival_data()
+    ours = CoxPH(penalizer=penalizer, l1_ratio=l1_ratio).fit(X, y)
+    assert np.allclose(ours.coef_, lifelines_coef(X, y, penalizer, l1_ratio), atol=atol)
+
+
+def test_ridge_with_more_features_than_samples_matches_coxnet():
+    """The kernel-form Newton solver (p > n) against Coxnet's coordinate descent on a near-ridge."""
+    from sksurv.linear_model import CoxnetSurvivalAnalysis
+
+    X, y = survival_data(n=50, p=120, seed=4)
+    ours = CoxPH(penalizer=0.2, l1_ratio=0.0).fit(X, y)
+    Z = (X - X.mean(0)) / X.std(0, ddof=1)
+    ref = CoxnetSurvivalAnalysis(alphas=[0.2], l1_ratio=1e-9, tol=1e-12, max_iter=10**7).fit(Z, y)
+    assert np.allclose(ours.coef_ * X.std(0, ddof=1), ref.coef_[:, 0], atol=1e-4)
+    assert np.abs(ours.coef_).max() > 1e-3
+
+
+@pytest.mark.parametrize("n,p", [(150, 8), (60, 150)])
+def test_grid_predictions_equal_individual_fits(n, p):
+    X, y = survival_data(n=n, p=p, seed=1)
+    train = np.arange(n) % 4 != 0
+    candidates = [{"penalizer": a, "l1_ratio": r} for r in (0.0, 0.5) for a in (0.1, 1.0, 0.03)]
+    preds = CoxPH().grid_predictions(X[train], y[train], X[~train], candidates)
+    for c, pred in zip(candidates, preds):
+        single = CoxPH(**c).fit(X[train], y[train]).predict(X[~train])
+        assert pred.shape == (int((~train).sum()),)
+        assert np.allclose(pred, single, atol=1e-4), c
+    assert not np.allclose(preds[0], preds[1])
+
+
+def test_c_index_close_to_lifelines():
+    X, y = survival_data(n=300, p=10, seed=2)
+    train = np.arange(300) % 3 != 0
+    for penalizer, l1_ratio in [(0.1, 0.0), (0.05, 0.5)]:
+        old = X[~train] @ lifelines_coef(X[train], y[train], penalizer, l1_ratio)
+        new = CoxPH(penalizer=penalizer, l1_ratio=l1_ratio).fit(X[train], y[train]).predict(X[~train])
+        assert abs(harrell_c(y[~train], new) - harrell_c(y[~train], old)) < 0.01
+        assert harrell_c(y[~train], new) > 0.65
+
+
+def test_deterministic_across_thread_counts():
+    X, y = survival_data(n=120, p=400, seed=5)
+    for l1_ratio in (0.0, 0.5):
+        fits = [CoxPH(penalizer=0.1, l1_ratio=l1_ratio, n_jobs=k).fit(X, y) for k in (1, 2)]
+        assert np.array_equal(fits[0].coef_, fits[1].coef_)
+        assert np.array_equal(fits[0].baseline_cumhaz_, fits[1].baseline_cumhaz_)
+
+
+def test_skglm_fallback_solves_the_same_objective():
+    """The path used where Coxnet overflows (weak penalties, p > n) agrees with Coxnet elsewhere."""
+    from sksurv.linear_model import CoxnetSurvivalAnalysis
+
+    from metasig.learn.cox import _skglm_cox_path
+
+    X, y = survival_data(n=80, p=120, seed=6)
+    Z = (X - X.mean(0)) / X.std(0, ddof=1)
+    ours = _skglm_cox_path(Z, y["time"], y["event"], [0.3, 0.1], 0.5, 1e-10)
+    ref = CoxnetSurvivalAnalysis(alphas=[0.3, 0.1], l1_ratio=0.5, tol=1e-10).fit(Z, y).coef_
+    assert np.allclose(ours, ref, atol=1e-3) and np.count_nonzero(ours[:, 1]) > 0
