@@ -2,8 +2,6 @@ import functools
 import os
 import sys
 
-from snakemake.utils import validate
-
 # Rule scripts import the metasig package from this checkout, in any environment they run in,
 # and command-line tools installed beside this Python (e.g. multiqc in .venv) are found.
 os.environ.update(
@@ -18,10 +16,9 @@ import metasig.data.steps as msteps
 from metasig.reads.units import read_units
 from metasig.data.sources.table import read_sample_sheet
 
-# Our own schema check first: its messages name the config field that is wrong.
+# The one check of the config: the schema (its messages name the field that is wrong; the
+# schema's defaults are filled in on the way) and the semantic checks.
 CONFIG_FILE = (workflow.configfiles or ["config"])[-1]
-mconfig.check_schema(config, CONFIG_FILE)
-validate(config, "../config/schemas/config.schema.yaml")  # also fills in defaults
 config = mconfig.check(config, CONFIG_FILE)
 
 JOBS = mconfig.jobs(config)
@@ -197,7 +194,7 @@ def read_inputs(dataset, input):
             dict(zip(table["bam"], table["sample"])) if "bam" in table else {}
         ),
         "qc": input.qc,
-        "exclude_low_mapping": ds.get("exclude_low_mapping", False),
+        "exclude_low_mapping": ds["exclude_low_mapping"],
         "namespace": ds["namespace"],
     }
 
@@ -263,7 +260,7 @@ def final_outputs():
         for name in ("metrics.json", "model")
     ]
     outputs += ["results/leaderboard.tsv", "results/registry/index.json"]
-    if config.get("mlflow", {}).get("enabled", True):
+    if config["mlflow"]["enabled"]:
         outputs.append("results/mlflow/logged.json")
     for dataset in config["datasets"]:
         outputs += [

@@ -59,10 +59,8 @@ rule mlflow:
         "../envs/mlflow.yaml"
     params:
         registry_root=lambda wildcards, input: os.path.dirname(input[0]),
-        tracking_uri=config.get("mlflow", {}).get(
-            "tracking_uri", "sqlite:///results/mlflow/mlflow.db"
-        ),
-        experiment=config.get("mlflow", {}).get("experiment", "metasig"),
+        tracking_uri=config["mlflow"]["tracking_uri"],
+        experiment=config["mlflow"]["experiment"],
     script:
         "../scripts/mlflow_log.py"
 

@@ -147,7 +147,7 @@ rule featurecounts:
     threads: 2
     params:
         pairs=lambda wildcards: (
-            "-p --countReadPairs" if dataset_cfg(wildcards).get("paired", True) else ""
+            "-p --countReadPairs" if dataset_cfg(wildcards)["paired"] else ""
         ),
     shell:
         "featureCounts {params.pairs} -T {threads} -a {input.gtf} -o {output.counts}"
@@ -165,7 +165,7 @@ rule mapping_qc:
         "../envs/data.yaml"
     params:
         units=lambda wildcards: units(wildcards.dataset),
-        floor=lambda wildcards: dataset_cfg(wildcards).get("min_mapping_rate", 0.3),
+        floor=lambda wildcards: dataset_cfg(wildcards)["min_mapping_rate"],
         exclude=lambda wildcards: dataset_cfg(wildcards).get(
             "exclude_low_mapping", False
         ),
@@ -188,7 +188,7 @@ rule plot_mapping:
     conda:
         "../envs/report.yaml"
     params:
-        floor=lambda wildcards: dataset_cfg(wildcards).get("min_mapping_rate", 0.3),
+        floor=lambda wildcards: dataset_cfg(wildcards)["min_mapping_rate"],
     script:
         "../scripts/plot_mapping.py"
 

@@ -3,10 +3,17 @@ simulated cohort) and the paths the workflow reads them from. Used while Snakema
 
 import pandas as pd
 
+from metasig.config import schema_defaults
+
+
+def simulation_settings(simulation: dict) -> dict:
+    """A study's `simulation:` entry with the schema's defaults for what it leaves out."""
+    return {**schema_defaults("dataset", "simulation"), **(simulation or {})}
+
 
 def simulated_samples(simulation: dict) -> list[str]:
     """Sample IDs of a simulated cohort: first half control, second half treated."""
-    n = 2 * int(simulation.get("samples_per_condition", 8))
+    n = 2 * int(simulation_settings(simulation)["samples_per_condition"])
     return [f"S{i:02d}" for i in range(1, n + 1)]
 
 
@@ -26,4 +33,4 @@ def simulated_units(dataset: str, simulation: dict) -> pd.DataFrame:
 
 def planted_genes(simulation: dict) -> list[str]:
     """The genes a simulated cohort changes between conditions: SIMG0001 ... SIMG00NN."""
-    return [f"SIMG{i:04d}" for i in range(1, int(simulation.get("planted", 10)) + 1)]
+    return [f"SIMG{i:04d}" for i in range(1, int(simulation_settings(simulation)["planted"]) + 1)]

@@ -2,7 +2,7 @@ import math
 
 import pandas as pd
 
-from metasig.config import DEFAULT_GATE
+from metasig.config import gate_defaults
 from metasig.publish.gate import gate_task
 from metasig.publish.leaderboard import leaderboard, to_markdown
 
@@ -38,7 +38,7 @@ def frames():
         doc("wdbc", "malig", "g1", "lr", 0.52),
     ]
     surv = [doc("gse", "os", "ALL", "cox", 0.6, kind="survival"), doc("gse", "os", "g2", "cox", 0.7, kind="survival")]
-    gates = pd.concat([gate_task(binary, DEFAULT_GATE["binary"]), gate_task(surv, DEFAULT_GATE["survival"])])
+    gates = pd.concat([gate_task(binary, gate_defaults("binary")), gate_task(surv, gate_defaults("survival"))])
     return binary + surv, gates
 
 
