@@ -27,10 +27,7 @@ rule gate:
 rule register:
     input:
         gates=[f"results/gate/{d}/{t}.tsv" for d, t in tasks()],
-        models=[
-            f"{MODEL_DIR}/model".format(dataset=d, task=t, group=g, model=m)
-            for d, t, g, m in JOBS
-        ],
+        models=mlayout.job_files(JOBS, mlayout.ARTIFACT_DIR),
     output:
         "results/registry/index.json",
     log:
@@ -40,7 +37,7 @@ rule register:
     conda:
         "../envs/ml.yaml"
     params:
-        models_root=lambda wildcards, input: MODELS_ROOT,
+        models_root=MODELS_ROOT,
         registry_root=lambda wildcards, output: os.path.dirname(output[0]),
     script:
         "../scripts/register.py"
@@ -67,10 +64,7 @@ rule mlflow:
 
 rule leaderboard:
     input:
-        metrics=[
-            f"{MODEL_DIR}/metrics.json".format(dataset=d, task=t, group=g, model=m)
-            for d, t, g, m in JOBS
-        ],
+        metrics=mlayout.job_files(JOBS, mlayout.METRICS),
         gates=[f"results/gate/{d}/{t}.tsv" for d, t in tasks()],
     output:
         report(

@@ -110,7 +110,7 @@ rule salmon_index:
 # rather than failing the whole run.
 rule salmon_quant:
     input:
-        unpack(lambda wildcards: trimmed_fastq(wildcards.dataset, wildcards.sample)),
+        unpack(trimmed_fastq),
         index="results/{dataset}/salmon/index",
     output:
         directory("results/{dataset}/salmon/{sample}"),
@@ -134,7 +134,7 @@ rule salmon_quant:
 
 rule featurecounts:
     input:
-        bams=lambda wildcards: bam_files(wildcards.dataset),
+        bams=lambda wildcards: mreads.bam_files(units(wildcards.dataset)),
         gtf=lambda wildcards: dataset_cfg(wildcards)["gtf"],
         validated="results/{dataset}/qc/validated_units.tsv",
     output:
@@ -166,9 +166,7 @@ rule mapping_qc:
     params:
         units=lambda wildcards: units(wildcards.dataset),
         floor=lambda wildcards: dataset_cfg(wildcards)["min_mapping_rate"],
-        exclude=lambda wildcards: dataset_cfg(wildcards).get(
-            "exclude_low_mapping", False
-        ),
+        exclude=lambda wildcards: dataset_cfg(wildcards)["exclude_low_mapping"],
     script:
         "../scripts/mapping_qc.py"
 
@@ -232,16 +230,19 @@ rule tpm_matrix:
 for simulated in [
     d for d, ds in config["datasets"].items() if ds["source"] == "simulated"
 ]:
+    simulated_files = mreads.simulated_outputs(
+        simulated, config["datasets"][simulated]["simulation"]
+    )
 
     rule:
         name:
             f"simulate_{simulated}"
         output:
-            transcriptome=f"results/{simulated}/simulated/transcriptome.fa.gz",
-            tx2gene=f"results/{simulated}/simulated/tx2gene.tsv",
-            samples=f"results/{simulated}/simulated/samples.tsv",
-            truth=f"results/{simulated}/simulated/truth_counts.tsv",
-            reads=list(units(simulated)["fq1"]) + list(units(simulated)["fq2"]),
+            transcriptome=simulated_files["transcriptome"],
+            tx2gene=simulated_files["tx2gene"],
+            samples=simulated_files["samples"],
+            truth=simulated_files["truth"],
+            reads=simulated_files["reads"],
         log:
             f"logs/{simulated}/simulate.log",
         conda:

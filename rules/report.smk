@@ -1,4 +1,5 @@
 # Per-task figures for the report; each reads the task's training outputs and gate decisions.
+# A rule names its figure in params.figure (its output file is named after it, not read for it).
 
 
 rule plot_leaderboard:
@@ -13,6 +14,7 @@ rule plot_leaderboard:
     conda:
         "../envs/report.yaml"
     params:
+        figure="leaderboard",
         gate=lambda wildcards: mconfig.gate_settings(
             config, wildcards.dataset, wildcards.task
         ),
@@ -23,6 +25,8 @@ rule plot_leaderboard:
 use rule plot_leaderboard as plot_roc_pr with:
     output:
         plot_rule_output("roc_pr"),
+    params:
+        figure="roc_pr",
     log:
         "logs/{dataset}/{task}/plot_roc_pr.log",
     benchmark:
@@ -32,6 +36,8 @@ use rule plot_leaderboard as plot_roc_pr with:
 use rule plot_leaderboard as plot_confusion with:
     output:
         plot_rule_output("confusion"),
+    params:
+        figure="confusion",
     log:
         "logs/{dataset}/{task}/plot_confusion.log",
     benchmark:
@@ -41,6 +47,8 @@ use rule plot_leaderboard as plot_confusion with:
 use rule plot_leaderboard as plot_calibration with:
     output:
         plot_rule_output("calibration"),
+    params:
+        figure="calibration",
     log:
         "logs/{dataset}/{task}/plot_calibration.log",
     benchmark:
@@ -50,6 +58,8 @@ use rule plot_leaderboard as plot_calibration with:
 use rule plot_leaderboard as plot_km with:
     output:
         plot_rule_output("km"),
+    params:
+        figure="km",
     log:
         "logs/{dataset}/{task}/plot_km.log",
     benchmark:
@@ -59,6 +69,8 @@ use rule plot_leaderboard as plot_km with:
 use rule plot_leaderboard as plot_importance with:
     output:
         plot_rule_output("importance"),
+    params:
+        figure="importance",
     log:
         "logs/{dataset}/{task}/plot_importance.log",
     benchmark:

@@ -31,13 +31,12 @@ from metasig.errors import InputError
 from metasig.io import read_json, sha256_file
 from metasig.learn import checksums
 from metasig.learn.checksums import SUMS, ChecksumError, read_sums  # noqa: F401 (part of this module's API)
+from metasig.learn.layout import ARTIFACT_DIR, METRICS, model_dir
 from metasig.learn.metrics_file import read_metrics
 from metasig.publish.gate_table import records, truthy
 from metasig.publish.registry_index import read_index, write_index
 
-ARTIFACT_DIR = "model"
 CARD = "model_card.md"
-METRICS = "metrics.json"
 _CARD_FEATURES = 200  # longer lists (e.g. ALL genes) are in features.json
 
 
@@ -247,7 +246,7 @@ def publish(gate_rows, models_root, registry_root) -> dict:
         if not truthy(row.get("passed")):
             latest.pop(name, None)  # gated now and failed: do not serve an older version as latest
             continue
-        src = models_root.joinpath(*ident)
+        src = model_dir(models_root, *ident)
         artifact_dir, metrics_path = src / ARTIFACT_DIR, src / METRICS
         for needed in (metrics_path, artifact_dir / SUMS):
             if not needed.is_file():
