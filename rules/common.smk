@@ -94,7 +94,9 @@ def raw_fastq(wildcards):
 
 
 def trimmed_fastq(wildcards):
-    return mreads.trimmed_fastq(wildcards.dataset, wildcards.sample, units(wildcards.dataset))
+    return mreads.trimmed_fastq(
+        wildcards.dataset, wildcards.sample, units(wildcards.dataset)
+    )
 
 
 def transcriptome_path(wildcards):
@@ -102,7 +104,9 @@ def transcriptome_path(wildcards):
 
 
 def mapping_qc_inputs(wildcards):
-    return mreads.mapping_qc_inputs(wildcards.dataset, dataset_cfg(wildcards), units(wildcards.dataset))
+    return mreads.mapping_qc_inputs(
+        wildcards.dataset, dataset_cfg(wildcards), units(wildcards.dataset)
+    )
 
 
 def load_inputs(wildcards):
@@ -112,7 +116,11 @@ def load_inputs(wildcards):
 
 def read_inputs(dataset, input):
     return mreads.read_inputs(
-        dataset, config["datasets"][dataset], reads_units(dataset), input.get("quant"), input.get("qc")
+        dataset,
+        config["datasets"][dataset],
+        reads_units(dataset),
+        input.get("quant"),
+        input.get("qc"),
     )
 
 
@@ -126,7 +134,9 @@ def gmt_inputs(wildcards):
 
 def task_job_files(name):
     """One file per (group, model) job of a task, e.g. all metrics.json of the task."""
-    return lambda wildcards: mlayout.job_files(JOBS, name, wildcards.dataset, wildcards.task)
+    return lambda wildcards: mlayout.job_files(
+        JOBS, name, wildcards.dataset, wildcards.task
+    )
 
 
 def tasks():
@@ -142,7 +152,11 @@ TASK_PLOTS = {
 
 def final_outputs():
     # Every model is a target itself, so deleting one model's outputs rebuilds it (and what uses it).
-    outputs = [mlayout.job_file(job, name) for job in JOBS for name in ("metrics.json", "model")]
+    outputs = [
+        mlayout.job_file(job, name)
+        for job in JOBS
+        for name in ("metrics.json", "model")
+    ]
     outputs += ["results/leaderboard.tsv", "results/registry/index.json"]
     if config["mlflow"]["enabled"]:
         outputs.append("results/mlflow/logged.json")

@@ -14,6 +14,7 @@ _END = "(?![A-Za-z0-9_-])"  # the model name ends here
 # Local runs ignore groups. mem_mb grows with each retry (the cluster profiles set `retries`).
 rule train:
     input:
+        # still raw counts when normalization is in-fold (see rule normalize)
         matrix="results/{dataset}/normalized.parquet",
         samples="results/{dataset}/samples.tsv",
         groups="results/{dataset}/groups.json",

@@ -37,7 +37,7 @@ rule register:
     conda:
         "../envs/ml.yaml"
     params:
-        models_root=MODELS_ROOT,
+        models_root=lambda wildcards, input: mlayout.models_root(input.models[0]),
         registry_root=lambda wildcards, output: os.path.dirname(output[0]),
     script:
         "../scripts/register.py"

@@ -25,53 +25,53 @@ rule plot_leaderboard:
 use rule plot_leaderboard as plot_roc_pr with:
     output:
         plot_rule_output("roc_pr"),
-    params:
-        figure="roc_pr",
     log:
         "logs/{dataset}/{task}/plot_roc_pr.log",
     benchmark:
         "benchmarks/{dataset}/{task}/plot_roc_pr.tsv"
+    params:
+        figure="roc_pr",
 
 
 use rule plot_leaderboard as plot_confusion with:
     output:
         plot_rule_output("confusion"),
-    params:
-        figure="confusion",
     log:
         "logs/{dataset}/{task}/plot_confusion.log",
     benchmark:
         "benchmarks/{dataset}/{task}/plot_confusion.tsv"
+    params:
+        figure="confusion",
 
 
 use rule plot_leaderboard as plot_calibration with:
     output:
         plot_rule_output("calibration"),
-    params:
-        figure="calibration",
     log:
         "logs/{dataset}/{task}/plot_calibration.log",
     benchmark:
         "benchmarks/{dataset}/{task}/plot_calibration.tsv"
+    params:
+        figure="calibration",
 
 
 use rule plot_leaderboard as plot_km with:
     output:
         plot_rule_output("km"),
-    params:
-        figure="km",
     log:
         "logs/{dataset}/{task}/plot_km.log",
     benchmark:
         "benchmarks/{dataset}/{task}/plot_km.tsv"
+    params:
+        figure="km",
 
 
 use rule plot_leaderboard as plot_importance with:
     output:
         plot_rule_output("importance"),
-    params:
-        figure="importance",
     log:
         "logs/{dataset}/{task}/plot_importance.log",
     benchmark:
         "benchmarks/{dataset}/{task}/plot_importance.tsv"
+    params:
+        figure="importance",

@@ -25,3 +25,8 @@ def job_file(job, name) -> str:
 def job_files(jobs, name, dataset=None, task=None) -> list:
     """`name` of every job, or of the jobs of one dataset's task, in job order."""
     return [job_file(j, name) for j in jobs if dataset is None or (j[0], j[1]) == (dataset, task)]
+
+
+def models_root(artifact_dir) -> str:
+    """The models root a job's artifact folder (…/{dataset}/{task}/{group}/{model}/model) is under."""
+    return str(Path(artifact_dir).parents[len(IDENTITY)])
