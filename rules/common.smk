@@ -47,7 +47,6 @@ if workflow.is_main_process:
         config["cache"],
         marker_dir=".snakemake/metasig",
     )
-MODELS_ROOT = mlayout.MODELS_ROOT
 MODEL_DIR = mlayout.MODEL_DIR
 
 

@@ -40,7 +40,10 @@ def log_mlflow(registry_root, tracking_uri, experiment, logged_out):
 
 def leaderboard(metrics_files, gate_files, table_out):
     from metasig.publish.leaderboard import leaderboard as build
+    from metasig.publish.leaderboard import to_markdown
 
     table = build([read_metrics(f) for f in metrics_files], read_gates(gate_files))
     with io.atomic_path(table_out) as tmp:
         table.to_csv(tmp, sep="\t", index=False, float_format="%.4f")
+    # the log shows the table readably: estimate [95% CI], the permuted control, the verdict
+    log.info("leaderboard (%d models):\n%s", len(table), to_markdown(table))
