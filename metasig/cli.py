@@ -77,6 +77,7 @@ def parser():
 
 
 def serve(args):
+    from metasig.publish.registry_index import index_path
     from metasig.serve.app import Settings
     from metasig.serve.server import run
 
@@ -85,9 +86,9 @@ def serve(args):
         sys.exit(
             f"metasig serve: registry folder {registry} not found; run the workflow first (make run) or pass --registry"
         )
-    if not (registry / "index.json").is_file():
+    if not index_path(registry).is_file():
         sys.exit(
-            f"metasig serve: {registry / 'index.json'} not found; no model has been published to this "
+            f"metasig serve: {index_path(registry)} not found; no model has been published to this "
             f"registry yet (models are published when they pass the gate)"
         )
     token = _token(args)

@@ -29,27 +29,34 @@ METRICS = {
 XGBOOST_KINDS = ("xgboost", "xgboost_cox")
 # Metrics where lower is better cannot be gated with a minimum.
 LOWER_IS_BETTER = {"ibs"}
-DEFAULT_GATE = {
-    "binary": {"metric": "roc_auc", "bound": "ci_low", "min": 0.6, "beat_permuted": True},
-    "multiclass": {"metric": "roc_auc", "bound": "ci_low", "min": 0.6, "beat_permuted": True},
-    "survival": {"metric": "c_index", "bound": "ci_low", "min": 0.55, "beat_permuted": True},
-}
-DEFAULT_CV = {
-    "outer_folds": 5,
-    "outer_repeats": 3,
-    "inner_folds": 3,
-    "bootstrap": 1000,
-    "permuted_repeats": 1,
-    "n_jobs": 1,
-}
-DEFAULT_PREPROCESSING = {"min_mean": None, "top_variance": None, "select_k": None, "scale": True}
 # Counts default to DESeq2's median-of-ratios + log2, fitted in-fold on every gene (it corrects
 # composition, which log2-CPM does not); `vst` adds DESeq2's variance-stabilizing transform.
 AUTO_NORMALIZATION = {"counts": "deseq2", "tpm": "log2p1", "fpkm": "log2p1"}
 
 
+@functools.lru_cache(maxsize=1)
 def load_schema():
+    """The config schema, read once per process (callers must not change it)."""
     return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def schema_defaults(*path) -> dict:
+    """{property: default} of an object in the schema, the one place defaults are written: the
+    top level (no path), a `$defs` entry (`schema_defaults("cv")`) or an object property nested in
+    one (`schema_defaults("dataset", "simulation")`). Copies, so callers may change them."""
+    schema = load_schema()
+    node = schema["$defs"][path[0]] if path else schema
+    for key in path[1:]:
+        node = node["properties"][key]
+    return {key: deepcopy(prop["default"]) for key, prop in node["properties"].items() if "default" in prop}
+
+
+def gate_defaults(task_type) -> dict:
+    """The gate a task of this type gets without a `gate:` entry: the schema's gate defaults plus
+    its per-type metric and minimum (`x-task-type-defaults`)."""
+    gate = load_schema()["$defs"]["gate"]
+    merged = {**schema_defaults("gate"), **deepcopy(gate["x-task-type-defaults"][task_type])}
+    return {key: merged[key] for key in gate["properties"] if key in merged}  # in the schema's order
 
 
 def _field(path):
@@ -79,9 +86,24 @@ def _plain(error):
     return _field(path), error.message
 
 
-def check_schema(config, config_file="config"):
-    """Validate against the JSON schema; raise InputError naming the deepest offending field."""
-    validator = jsonschema.Draft202012Validator(load_schema())
+def _fill_defaults(validator, properties, instance, schema):
+    """The `properties` keyword, also setting each absent property that has a default (as
+    Snakemake's `validate` does), so validating and filling in defaults are one pass."""
+    if validator.is_type(instance, "object"):
+        for key, subschema in properties.items():
+            if "default" in subschema:
+                instance.setdefault(key, deepcopy(subschema["default"]))
+    yield from _PROPERTIES(validator, properties, instance, schema)
+
+
+_PROPERTIES = jsonschema.Draft202012Validator.VALIDATORS["properties"]
+_FILLING = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"properties": _fill_defaults})
+
+
+def check_schema(config, config_file="config", fill_defaults=False):
+    """Validate against the JSON schema; raise InputError naming the deepest offending field.
+    With `fill_defaults`, absent properties that have a default get it (`config` is changed)."""
+    validator = (_FILLING if fill_defaults else jsonschema.Draft202012Validator)(load_schema())
     error = jsonschema.exceptions.best_match(validator.iter_errors(config))
     if error is not None:
         # oneOf/anyOf errors are vague; their most specific sub-error says more.
@@ -114,11 +136,12 @@ def load(path):
 
 
 def check(config, config_file="config", base_dir="."):
-    """Schema + semantic checks; returns the config unchanged in meaning (a deep copy)."""
+    """The one check of a config: schema (validated once, filling in the schema's defaults) and
+    semantic checks. Returns a deep copy with the defaults filled in; `config` is unchanged."""
     if not isinstance(config, dict):
         raise InputError(config_file, "(top level)", "the config must be a mapping")
-    check_schema(config, config_file)
     config = deepcopy(config)
+    check_schema(config, config_file, fill_defaults=True)
     base = Path(base_dir)
     models = config["models"]
     check_model_parameters(models, config_file)
@@ -326,7 +349,7 @@ def model_settings(config, model):
     """A model's config as its training job uses it: XGBoost kinds get the study's `device`
     (unless the model sets `params.device` itself); other kinds are unchanged."""
     cfg = config["models"][model]
-    device = config.get("device", "cpu")
+    device = config.get("device", schema_defaults()["device"])
     if cfg["kind"] not in XGBOOST_KINDS or device == "cpu" or "device" in (cfg.get("params") or {}):
         return cfg
     return {**cfg, "params": {**(cfg.get("params") or {}), "device": device}}
@@ -338,17 +361,17 @@ def uses_gpu(config, model):
 
 
 def cv_settings(config, dataset, task):
-    return {**DEFAULT_CV, **config.get("cv", {}), **config["datasets"][dataset]["tasks"][task].get("cv", {})}
+    return {**schema_defaults("cv"), **config.get("cv", {}), **config["datasets"][dataset]["tasks"][task].get("cv", {})}
 
 
 def gate_settings(config, dataset, task):
     task_cfg = config["datasets"][dataset]["tasks"][task]
-    return {**DEFAULT_GATE[task_cfg["type"]], **task_cfg.get("gate", {})}
+    return {**gate_defaults(task_cfg["type"]), **task_cfg.get("gate", {})}
 
 
 def preprocessing_settings(config, dataset):
     return {
-        **DEFAULT_PREPROCESSING,
+        **schema_defaults("preprocessing"),
         **config.get("preprocessing", {}),
         **config["datasets"][dataset].get("preprocessing", {}),
     }
@@ -356,8 +379,14 @@ def preprocessing_settings(config, dataset):
 
 def normalization(config, dataset):
     ds = config["datasets"][dataset]
-    method = ds.get("normalization", "auto")
-    return AUTO_NORMALIZATION.get(ds["unit"], "none") if method == "auto" else method
+    return resolve_normalization(ds, ds["unit"])
+
+
+def resolve_normalization(dataset_cfg, unit):
+    """The normalization a dataset really gets: its `normalization` (schema default if absent),
+    with 'auto' resolved for the matrix's unit."""
+    method = dataset_cfg.get("normalization", schema_defaults("dataset")["normalization"])
+    return AUTO_NORMALIZATION.get(unit, "none") if method == "auto" else method
 
 
 def display_label(config, dataset):

@@ -22,6 +22,10 @@ rule load_dataset:
         "../scripts/load_dataset.py"
 
 
+# normalized.parquet is the matrix every later step reads ("normalized" as far as it can be
+# before the folds split the samples): per-sample transforms (log2p1, log2cpm) are applied here;
+# with in-fold normalization (deseq2, vst: the default for counts) it holds the counts unchanged,
+# and the training job normalizes inside each training fold (metasig.learn.preprocess).
 rule normalize:
     input:
         "results/{dataset}/matrix.parquet",

@@ -33,6 +33,7 @@ def train_threads(wildcards):
 # Local runs ignore groups. mem_mb grows with each retry (the cluster profiles set `retries`).
 rule train:
     input:
+        # still raw counts when normalization is in-fold (see rule normalize)
         matrix="results/{dataset}/normalized.parquet",
         samples="results/{dataset}/samples.tsv",
         groups="results/{dataset}/groups.json",

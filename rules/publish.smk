@@ -27,10 +27,7 @@ rule gate:
 rule register:
     input:
         gates=[f"results/gate/{d}/{t}.tsv" for d, t in tasks()],
-        models=[
-            f"{MODEL_DIR}/model".format(dataset=d, task=t, group=g, model=m)
-            for d, t, g, m in JOBS
-        ],
+        models=mlayout.job_files(JOBS, mlayout.ARTIFACT_DIR),
     output:
         "results/registry/index.json",
     log:
@@ -40,7 +37,7 @@ rule register:
     conda:
         "../envs/ml.yaml"
     params:
-        models_root=lambda wildcards, input: MODELS_ROOT,
+        models_root=lambda wildcards, input: mlayout.models_root(input.models[0]),
         registry_root=lambda wildcards, output: os.path.dirname(output[0]),
     script:
         "../scripts/register.py"
@@ -59,20 +56,15 @@ rule mlflow:
         "../envs/mlflow.yaml"
     params:
         registry_root=lambda wildcards, input: os.path.dirname(input[0]),
-        tracking_uri=config.get("mlflow", {}).get(
-            "tracking_uri", "sqlite:///results/mlflow/mlflow.db"
-        ),
-        experiment=config.get("mlflow", {}).get("experiment", "metasig"),
+        tracking_uri=config["mlflow"]["tracking_uri"],
+        experiment=config["mlflow"]["experiment"],
     script:
         "../scripts/mlflow_log.py"
 
 
 rule leaderboard:
     input:
-        metrics=[
-            f"{MODEL_DIR}/metrics.json".format(dataset=d, task=t, group=g, model=m)
-            for d, t, g, m in JOBS
-        ],
+        metrics=mlayout.job_files(JOBS, mlayout.METRICS),
         gates=[f"results/gate/{d}/{t}.tsv" for d, t in tasks()],
     output:
         report(

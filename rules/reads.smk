@@ -110,7 +110,7 @@ rule salmon_index:
 # rather than failing the whole run.
 rule salmon_quant:
     input:
-        unpack(lambda wildcards: trimmed_fastq(wildcards.dataset, wildcards.sample)),
+        unpack(trimmed_fastq),
         index="results/{dataset}/salmon/index",
     output:
         directory("results/{dataset}/salmon/{sample}"),
@@ -134,7 +134,7 @@ rule salmon_quant:
 
 rule featurecounts:
     input:
-        bams=lambda wildcards: bam_files(wildcards.dataset),
+        bams=lambda wildcards: mreads.bam_files(units(wildcards.dataset)),
         gtf=lambda wildcards: dataset_cfg(wildcards)["gtf"],
         validated="results/{dataset}/qc/validated_units.tsv",
     output:
@@ -147,7 +147,7 @@ rule featurecounts:
     threads: 2
     params:
         pairs=lambda wildcards: (
-            "-p --countReadPairs" if dataset_cfg(wildcards).get("paired", True) else ""
+            "-p --countReadPairs" if dataset_cfg(wildcards)["paired"] else ""
         ),
     shell:
         "featureCounts {params.pairs} -T {threads} -a {input.gtf} -o {output.counts}"
@@ -165,10 +165,8 @@ rule mapping_qc:
         "../envs/data.yaml"
     params:
         units=lambda wildcards: units(wildcards.dataset),
-        floor=lambda wildcards: dataset_cfg(wildcards).get("min_mapping_rate", 0.3),
-        exclude=lambda wildcards: dataset_cfg(wildcards).get(
-            "exclude_low_mapping", False
-        ),
+        floor=lambda wildcards: dataset_cfg(wildcards)["min_mapping_rate"],
+        exclude=lambda wildcards: dataset_cfg(wildcards)["exclude_low_mapping"],
     script:
         "../scripts/mapping_qc.py"
 
@@ -188,7 +186,7 @@ rule plot_mapping:
     conda:
         "../envs/report.yaml"
     params:
-        floor=lambda wildcards: dataset_cfg(wildcards).get("min_mapping_rate", 0.3),
+        floor=lambda wildcards: dataset_cfg(wildcards)["min_mapping_rate"],
     script:
         "../scripts/plot_mapping.py"
 
@@ -232,16 +230,19 @@ rule tpm_matrix:
 for simulated in [
     d for d, ds in config["datasets"].items() if ds["source"] == "simulated"
 ]:
+    simulated_files = mreads.simulated_outputs(
+        simulated, config["datasets"][simulated]["simulation"]
+    )
 
     rule:
         name:
             f"simulate_{simulated}"
         output:
-            transcriptome=f"results/{simulated}/simulated/transcriptome.fa.gz",
-            tx2gene=f"results/{simulated}/simulated/tx2gene.tsv",
-            samples=f"results/{simulated}/simulated/samples.tsv",
-            truth=f"results/{simulated}/simulated/truth_counts.tsv",
-            reads=list(units(simulated)["fq1"]) + list(units(simulated)["fq2"]),
+            transcriptome=simulated_files["transcriptome"],
+            tx2gene=simulated_files["tx2gene"],
+            samples=simulated_files["samples"],
+            truth=simulated_files["truth"],
+            reads=simulated_files["reads"],
         log:
             f"logs/{simulated}/simulate.log",
         conda:

@@ -1,4 +1,5 @@
 # Per-task figures for the report; each reads the task's training outputs and gate decisions.
+# A rule names its figure in params.figure (its output file is named after it, not read for it).
 
 
 rule plot_leaderboard:
@@ -13,6 +14,7 @@ rule plot_leaderboard:
     conda:
         "../envs/report.yaml"
     params:
+        figure="leaderboard",
         gate=lambda wildcards: mconfig.gate_settings(
             config, wildcards.dataset, wildcards.task
         ),
@@ -27,6 +29,8 @@ use rule plot_leaderboard as plot_roc_pr with:
         "logs/{dataset}/{task}/plot_roc_pr.log",
     benchmark:
         "benchmarks/{dataset}/{task}/plot_roc_pr.tsv"
+    params:
+        figure="roc_pr",
 
 
 use rule plot_leaderboard as plot_confusion with:
@@ -36,6 +40,8 @@ use rule plot_leaderboard as plot_confusion with:
         "logs/{dataset}/{task}/plot_confusion.log",
     benchmark:
         "benchmarks/{dataset}/{task}/plot_confusion.tsv"
+    params:
+        figure="confusion",
 
 
 use rule plot_leaderboard as plot_calibration with:
@@ -45,6 +51,8 @@ use rule plot_leaderboard as plot_calibration with:
         "logs/{dataset}/{task}/plot_calibration.log",
     benchmark:
         "benchmarks/{dataset}/{task}/plot_calibration.tsv"
+    params:
+        figure="calibration",
 
 
 use rule plot_leaderboard as plot_km with:
@@ -54,6 +62,8 @@ use rule plot_leaderboard as plot_km with:
         "logs/{dataset}/{task}/plot_km.log",
     benchmark:
         "benchmarks/{dataset}/{task}/plot_km.tsv"
+    params:
+        figure="km",
 
 
 use rule plot_leaderboard as plot_importance with:
@@ -63,3 +73,5 @@ use rule plot_leaderboard as plot_importance with:
         "logs/{dataset}/{task}/plot_importance.log",
     benchmark:
         "benchmarks/{dataset}/{task}/plot_importance.tsv"
+    params:
+        figure="importance",

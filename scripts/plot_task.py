@@ -1,10 +1,8 @@
-from pathlib import Path
-
 from metasig.report import steps
 
 with steps.logged(snakemake.log[0]):
     steps.plot_task(
-        Path(snakemake.output[0]).stem,
+        snakemake.params.figure,
         snakemake.input.metrics,
         snakemake.input.predictions,
         snakemake.input.importance,

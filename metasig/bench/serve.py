@@ -120,6 +120,13 @@ def mlflow_env(work):
 # ---- request bodies -----------------------------------------------------------------------------
 
 
+def mlflow_serve_cmd(model_path, port):
+    """`mlflow models serve` of one model on loopback with one worker (the mlflow beside this Python)."""
+    mlflow_bin = str(Path(sys.executable).with_name("mlflow"))
+    serve = ["models", "serve", "-m", str(model_path), "--env-manager", "local"]
+    return [mlflow_bin, *serve, "-h", "127.0.0.1", "-p", str(port), "--workers", "1"]
+
+
 def metasig_request(x, name=None):
     body = json.dumps(
         {"inputs": [{"name": g, "shape": [1], "datatype": "FP64", "data": [float(v)]} for g, v in zip(GENES, x)]}
@@ -260,22 +267,7 @@ def run_metasig(work, registry, args, results):
 
 def run_mlflow(work, model_path, args, results):
     port = free_port()
-    mlflow_bin = Path(sys.executable).with_name("mlflow")
-    cmd = [
-        str(mlflow_bin),
-        "models",
-        "serve",
-        "-m",
-        str(model_path),
-        "--env-manager",
-        "local",
-        "-h",
-        "127.0.0.1",
-        "-p",
-        str(port),
-        "--workers",
-        "1",
-    ]
+    cmd = mlflow_serve_cmd(model_path, port)
     env = mlflow_env(work)
     t0 = time.perf_counter()
     proc = start(cmd, work / "mlflow_server.log", env=env)
@@ -309,21 +301,7 @@ def check_same_answers(work, registry, model_path):
                 ]
                 make, answer, env = metasig_request, metasig_answer, None
             else:
-                cmd = [
-                    str(Path(sys.executable).with_name("mlflow")),
-                    "models",
-                    "serve",
-                    "-m",
-                    str(model_path),
-                    "--env-manager",
-                    "local",
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    str(port),
-                    "--workers",
-                    "1",
-                ]
+                cmd = mlflow_serve_cmd(model_path, port)
                 make, answer, env = mlflow_request, mlflow_answer, mlflow_env(work)
             proc = start(cmd, work / f"{kind}_check.log", env=env)
             procs.append(proc)

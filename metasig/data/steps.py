@@ -124,6 +124,7 @@ def gene_groups(matrix_in, groups, covariates, groups_out, config_file, original
     """Resolve the groups against the matrix; `originals`: group -> its GMT set name, for sets
     renamed to a safe name (kept in the JSON as `gmt_name` and shown in the log)."""
     from metasig.data import groups as genesets
+    from metasig.data.groups_file import write_groups
 
     matrix, _ = io.read_matrix(matrix_in)
     resolved = genesets.resolve(
@@ -132,4 +133,4 @@ def gene_groups(matrix_in, groups, covariates, groups_out, config_file, original
     for group, original in (originals or {}).items():
         resolved[group]["gmt_name"] = original
     log.info("gene groups:\n%s", genesets.missing_report(resolved))
-    io.write_json(resolved, groups_out)
+    write_groups(resolved, groups_out)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from metasig import io
-from metasig.config import DEFAULT_CV
+from metasig.config import schema_defaults
 from metasig.learn.metrics import bootstrap_ci, metric_fn_for
 from metasig.learn.metrics_file import write_metrics
 from metasig.learn.nested_cv import final_fit, nested_cv
@@ -72,7 +72,7 @@ def train(
 
     started = clock.perf_counter()
     kind = task_cfg["type"]
-    cv = {**DEFAULT_CV, **(cv or {})}
+    cv = {**schema_defaults("cv"), **(cv or {})}
     y = np.asarray(y)
     classes, positive = _classes(y, task_cfg, kind, class_names)
     pipeline, grid = models.build(

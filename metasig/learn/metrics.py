@@ -120,17 +120,6 @@ def metric_fn_for(task_kind, classes=None):
     return survival_metric_fn() if task_kind == "survival" else classification_metric_fn(classes)
 
 
-def plain_metric_fn(fn):
-    """Adapt fn(frame) -> {metric: float} to the weighted protocol by materialising each resample
-    (slow; for metrics that have no weighted form)."""
-
-    def weighted(frame, weights):
-        rows = [fn(frame.iloc[np.repeat(np.arange(len(frame)), w.astype(int))]) for w in weights]
-        return {k: np.array([r[k] for r in rows], dtype=float) for k in rows[0]}
-
-    return weighted
-
-
 def surv_columns(frame):
     """(column names, times) of the `surv_<t>` columns, ordered by time."""
     pairs = sorted((float(c[5:]), c) for c in frame.columns if str(c).startswith("surv_"))

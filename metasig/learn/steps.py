@@ -3,6 +3,7 @@
 import logging
 
 from metasig import io
+from metasig.data.groups_file import group_genes
 from metasig.data.normalize import IN_FOLD
 from metasig.logs import logged
 
@@ -21,7 +22,7 @@ def feature_frame(matrix_in, samples_in, groups_in, group, task_cfg, covariates,
 
     sheet = io.read_sheet(samples_in) if sheet is None else sheet
     samples, y = tasks.target(sheet, task_cfg, sheet_file=samples_in)
-    features = io.read_json(groups_in)[group]["genes"]
+    features = group_genes(groups_in, group)
     names = io.matrix_columns(matrix_in)
     known = set(names)
     genes = [f for f in features if f in known]

@@ -28,15 +28,15 @@ import tempfile
 from pathlib import Path, PurePosixPath
 
 from metasig.errors import InputError
-from metasig.io import read_json, sha256_file, write_json
+from metasig.io import read_json, sha256_file
 from metasig.learn import checksums
 from metasig.learn.checksums import SUMS, ChecksumError, read_sums  # noqa: F401 (part of this module's API)
+from metasig.learn.layout import ARTIFACT_DIR, METRICS, model_dir
+from metasig.learn.metrics_file import read_metrics
 from metasig.publish.gate_table import records, truthy
+from metasig.publish.registry_index import read_index, write_index
 
-INDEX_SCHEMA = 1
-ARTIFACT_DIR = "model"
 CARD = "model_card.md"
-METRICS = "metrics.json"
 _CARD_FEATURES = 200  # longer lists (e.g. ALL genes) are in features.json
 
 
@@ -223,31 +223,6 @@ def _check_existing(dest, metrics_path):
         )
 
 
-def _finite(obj):
-    """Replace NaN/inf by None so index.json stays strict JSON."""
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
-def _load_index(path):
-    if not path.is_file():
-        return {"models": [], "latest": {}}
-    try:
-        index = read_json(path)
-    except json.JSONDecodeError as exc:
-        raise InputError(path, "(file)", f"registry index is not valid JSON: {exc}") from exc
-    if not isinstance(index, dict) or not isinstance(index.get("models", []), list):
-        raise InputError(path, "models", "registry index must be an object with a 'models' list")
-    index.setdefault("models", [])
-    index.setdefault("latest", {})
-    return index
-
-
 def publish(gate_rows, models_root, registry_root) -> dict:
     """Copy every passing model's artifact into the registry and rewrite index.json atomically.
 
@@ -257,14 +232,13 @@ def publish(gate_rows, models_root, registry_root) -> dict:
     """
     models_root, registry_root = Path(models_root), Path(registry_root)
     registry_root.mkdir(parents=True, exist_ok=True)
-    index_path = registry_root / "index.json"
-    index = _load_index(index_path)
+    index = read_index(registry_root, missing_ok=True)
 
     # Previous entries survive only if their folder still exists (stale entries are dropped).
     entries = [
         e for e in index["models"] if isinstance(e, dict) and e.get("path") and (registry_root / e["path"]).is_dir()
     ]
-    latest = dict(index.get("latest") or {})
+    latest = dict(index["latest"])
 
     for row in records(gate_rows):
         ident = [str(row[k]) for k in ("dataset", "task", "group", "model")]
@@ -272,13 +246,13 @@ def publish(gate_rows, models_root, registry_root) -> dict:
         if not truthy(row.get("passed")):
             latest.pop(name, None)  # gated now and failed: do not serve an older version as latest
             continue
-        src = models_root.joinpath(*ident)
+        src = model_dir(models_root, *ident)
         artifact_dir, metrics_path = src / ARTIFACT_DIR, src / METRICS
         for needed in (metrics_path, artifact_dir / SUMS):
             if not needed.is_file():
                 raise InputError(needed, needed.name, f"model {name} passed the gate but this file is missing")
         sums = verify(artifact_dir)
-        doc = read_json(metrics_path)
+        doc = read_metrics(metrics_path)
         if [str(doc.get(k)) for k in ("dataset", "task", "group", "model")] != ident:
             raise InputError(
                 metrics_path, "dataset/task/group/model", f"identifies a different model than its folder ({name})"
@@ -296,25 +270,23 @@ def publish(gate_rows, models_root, registry_root) -> dict:
         else:
             _copy_version(artifact_dir, metrics_path, sums, dest, card)
 
-        entry = _finite(
-            {
-                "name": name,
-                "dataset": ident[0],
-                "task": ident[1],
-                "group": ident[2],
-                "model": ident[3],
-                "version": version,
-                "path": str(rel),
-                "kind": doc.get("kind"),
-                "model_kind": doc.get("model_kind") or artifact.get("model_kind"),
-                "n_samples": doc.get("n_samples"),
-                "n_features": doc.get("n_features"),
-                "metrics": doc.get("metrics") or {},
-                "permuted": doc.get("permuted") or {},
-                "gate": str(row.get("reason", "")),
-                "metrics_sha256": metrics_sha,
-            }
-        )
+        entry = {
+            "name": name,
+            "dataset": ident[0],
+            "task": ident[1],
+            "group": ident[2],
+            "model": ident[3],
+            "version": version,
+            "path": str(rel),
+            "kind": doc.get("kind"),
+            "model_kind": doc.get("model_kind") or artifact.get("model_kind"),
+            "n_samples": doc.get("n_samples"),
+            "n_features": doc.get("n_features"),
+            "metrics": doc.get("metrics") or {},
+            "permuted": doc.get("permuted") or {},
+            "gate": str(row.get("reason", "")),
+            "metrics_sha256": metrics_sha,
+        }
         entries = [e for e in entries if not (e.get("name") == name and e.get("version") == version)]
         entries.append(entry)  # re-published versions move to the end: listing order = recency
         latest[name] = version
@@ -324,6 +296,4 @@ def publish(gate_rows, models_root, registry_root) -> dict:
     for e in entries:
         listed.setdefault(e["name"], []).append(e["version"])
     latest = {n: (v if v in listed.get(n, []) else listed[n][-1]) for n, v in latest.items() if n in listed}
-    result = {"schema": INDEX_SCHEMA, "models": entries, "latest": dict(sorted(latest.items()))}
-    write_json(result, index_path)
-    return result
+    return write_index(entries, latest, registry_root)

@@ -1,12 +1,12 @@
 """Rule adapters of the publishing stage: gate, registry, MLflow, leaderboard."""
 
 import logging
-from pathlib import Path
 
 from metasig import io
 from metasig.learn.metrics_file import read_metrics
 from metasig.logs import logged
 from metasig.publish.gate_table import read_gates, write_gates
+from metasig.publish.registry_index import read_index
 
 log = logging.getLogger("metasig")
 
@@ -31,7 +31,7 @@ def register(gate_files, models_root, registry_root, index_out):
 def log_mlflow(registry_root, tracking_uri, experiment, logged_out):
     from metasig.publish.tracking import log_to_mlflow
 
-    index = io.read_json(Path(registry_root) / "index.json")
+    index = read_index(registry_root)
     logged = log_to_mlflow(index["models"], registry_root, tracking_uri, experiment)
     io.write_json(
         {"tracking_uri": tracking_uri, "experiment": experiment, "registered": [list(x) for x in logged]}, logged_out
@@ -40,7 +40,10 @@ def log_mlflow(registry_root, tracking_uri, experiment, logged_out):
 
 def leaderboard(metrics_files, gate_files, table_out):
     from metasig.publish.leaderboard import leaderboard as build
+    from metasig.publish.leaderboard import to_markdown
 
     table = build([read_metrics(f) for f in metrics_files], read_gates(gate_files))
     with io.atomic_path(table_out) as tmp:
         table.to_csv(tmp, sep="\t", index=False, float_format="%.4f")
+    # the log shows the table readably: estimate [95% CI], the permuted control, the verdict
+    log.info("leaderboard (%d models):\n%s", len(table), to_markdown(table))

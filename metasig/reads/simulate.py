@@ -202,17 +202,37 @@ def _write_fasta_gz(records, path, width=80):
 # ---- the cohort ------------------------------------------------------------------------------------
 
 
+# simulate_cohort's parameters that a study's `simulation:` entry sets, by their name there; left
+# None, they take the config schema's default (the one place it is written).
+SCHEMA_NAMES = {
+    "n_per_condition": "samples_per_condition",
+    "n_genes": "genes",
+    "planted_genes": "planted",
+    "fold_change": "fold_change",
+    "reads_per_sample": "reads",
+    "seed": "seed",
+}
+
+
+def schema_settings(**given):
+    """The SCHEMA_NAMES parameters: those given (not None), else the schema's defaults."""
+    from metasig.config import schema_defaults
+
+    defaults = schema_defaults("dataset", "simulation")
+    return {name: defaults[key] if given.get(name) is None else given[name] for name, key in SCHEMA_NAMES.items()}
+
+
 def simulate_cohort(
     out_dir,
-    n_per_condition=8,
-    n_genes=120,
-    planted_genes=12,
-    fold_change=4.0,
-    reads_per_sample=40_000,
+    n_per_condition=None,
+    n_genes=None,
+    planted_genes=None,
+    fold_change=None,
+    reads_per_sample=None,
     read_length=75,
     fragment_mean=250,
     fragment_sd=30,
-    seed=7,
+    seed=None,
     dispersion=0.1,
     baseline_sdlog=1.0,
     background=0.05,
@@ -232,7 +252,19 @@ def simulate_cohort(
     to abundance x effective length; each sample gets exactly `reads_per_sample` read pairs.
     background: fraction of each sample's read pairs drawn from sequence outside the transcriptome
     (expected to stay unmapped); low_mapping: {sample: fraction} overrides it for some samples.
-    units_per_sample > 1 splits each sample's fragments into that many FASTQ pairs (lanes)."""
+    units_per_sample > 1 splits each sample's fragments into that many FASTQ pairs (lanes).
+    Parameters left None take the config schema's `simulation` defaults (see SCHEMA_NAMES)."""
+    settings = schema_settings(
+        n_per_condition=n_per_condition,
+        n_genes=n_genes,
+        planted_genes=planted_genes,
+        fold_change=fold_change,
+        reads_per_sample=reads_per_sample,
+        seed=seed,
+    )
+    n_per_condition, n_genes, planted_genes, fold_change, reads_per_sample, seed = (
+        settings.values()
+    )  # SCHEMA_NAMES order
     if shutil.which(MASON) is None:
         raise RuntimeError(f"{MASON} not found on PATH (Debian package seqan-apps)")
     if n_per_condition < 1 or reads_per_sample < units_per_sample or units_per_sample < 1:
@@ -383,11 +415,12 @@ def _write_tsv(frame, path):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m metasig.reads.simulate", description=__doc__.split("\n\n")[0])
     parser.add_argument("out_dir")
-    parser.add_argument("--samples-per-condition", type=int, default=8)
-    parser.add_argument("--reads", type=int, default=40_000, help="read pairs per sample")
-    parser.add_argument("--genes", type=int, default=120)
-    parser.add_argument("--planted", type=int, default=12, help="genes with a planted fold change")
-    parser.add_argument("--fold-change", type=float, default=4.0)
+    # defaults (None): the config schema's, as in simulate_cohort
+    parser.add_argument("--samples-per-condition", type=int)
+    parser.add_argument("--reads", type=int, help="read pairs per sample")
+    parser.add_argument("--genes", type=int)
+    parser.add_argument("--planted", type=int, help="genes with a planted fold change")
+    parser.add_argument("--fold-change", type=float)
     parser.add_argument("--read-length", type=int, default=75)
     parser.add_argument(
         "--background",
@@ -403,7 +436,7 @@ def main(argv=None):
         help="give one sample this background fraction (repeatable), e.g. S03=0.6",
     )
     parser.add_argument("--units-per-sample", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--seed", type=int)
     args = parser.parse_args(argv)
     low_mapping = {}
     for item in args.low_mapping:

@@ -69,16 +69,17 @@ def mapping_qc(units_table, inputs, floor, exclude, table_out):
 
 def simulate_reads(simulation, out_dir):
     """The built-in two-condition cohort: the first `planted` genes change between conditions."""
-    from metasig.reads.layout import planted_genes
+    from metasig.reads.layout import planted_genes, simulation_settings
     from metasig.reads.simulate import simulate_cohort
 
+    settings = simulation_settings(simulation)
     paths = simulate_cohort(
         out_dir,
-        n_per_condition=simulation.get("samples_per_condition", 8),
-        n_genes=simulation.get("genes", 120),
-        planted_genes=planted_genes(simulation),
-        fold_change=simulation.get("fold_change", 4.0),
-        reads_per_sample=simulation.get("reads", 40_000),
-        seed=simulation.get("seed", 7),
+        n_per_condition=settings["samples_per_condition"],
+        n_genes=settings["genes"],
+        planted_genes=planted_genes(settings),
+        fold_change=settings["fold_change"],
+        reads_per_sample=settings["reads"],
+        seed=settings["seed"],
     )
     log.info("simulated %d samples into %s", len(paths["fastq"]), out_dir)

@@ -16,7 +16,7 @@ from metasig.errors import InputError
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schemas" / "units.schema.yaml"
 COLUMNS = ("sample", "unit", "fq1", "fq2", "sra", "bam")
-READ_SOURCES = ("fq1", "sra", "bam")  # exactly one per unit (fq2 goes with fq1)
+UNIT_READ_COLUMNS = ("fq1", "sra", "bam")  # exactly one per unit (fq2 goes with fq1)
 PATH_FIELDS = ("fq1", "fq2", "bam")
 
 
@@ -118,7 +118,7 @@ def _describe(error, row, schema):
         missing = [k for k in error.validator_value if k not in row]
         return missing[0], "missing value (this column is required)"
     if kind == "oneOf":
-        given = [k for k in READ_SOURCES if k in row]
+        given = [k for k in UNIT_READ_COLUMNS if k in row]
         if not given:
             return "fq1", "no reads given: fill fq1 (and fq2 if paired-end), or sra, or bam"
         return "/".join(

@@ -15,6 +15,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from metasig.publish.registry_index import index_path, parse_index
+
 log = logging.getLogger("metasig.serve")
 
 LATEST = "latest"
@@ -61,7 +63,7 @@ def _safe_relative(path_text):
 class Repository:
     def __init__(self, root):
         self.root = Path(root).resolve()
-        self.index_path = self.root / "index.json"
+        self.index_path = index_path(self.root)
         self._lock = threading.Lock()
         self._stamp = None
         self._bad_stamp = None  # stamp of an index found unusable: not re-read until it changes
@@ -93,8 +95,8 @@ class Repository:
                 if raw == self._raw:  # touched but unchanged: nothing to do
                     self._stamp = stamp
                     return False
-                entries, latest = self._parse(json.loads(raw))
-            except (OSError, ValueError, TypeError, RecursionError) as exc:
+                entries, latest = self._parse(parse_index(raw, self.index_path))
+            except (OSError, ValueError) as exc:
                 # A writer still finishing changes the stamp again when done: it is re-read then.
                 log.warning("registry index %s not usable (%s); keeping the last good index", self.index_path, exc)
                 self._bad_stamp = stamp
@@ -108,8 +110,6 @@ class Repository:
             return True
 
     def _parse(self, index):
-        if not isinstance(index, dict) or not isinstance(index.get("models"), list):
-            raise TypeError("index.json must be an object with a 'models' list")
         entries = {}
         for item in index["models"]:
             if not isinstance(item, dict):
@@ -131,7 +131,7 @@ class Repository:
             entries.setdefault(name, {})[version] = Entry(name, version, path, item)
         latest = {
             n: v
-            for n, v in (index.get("latest") or {}).items()
+            for n, v in index["latest"].items()
             if isinstance(n, str) and isinstance(v, str) and v in entries.get(n, {})
         }
         return entries, latest

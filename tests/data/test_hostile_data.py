@@ -12,6 +12,7 @@ import pytest
 from metasig import io
 from metasig.data import sources
 from metasig.data import steps as data_steps
+from metasig.data.groups_file import write_groups
 from metasig.data.sources import table
 from metasig.errors import InputError
 from metasig.learn import steps as learn_steps
@@ -110,7 +111,7 @@ def test_left_out_samples_are_named_in_the_log_and_counted_in_metrics_leaderboar
     status = ["yes", "no"] * 10 + ["", "", "", "maybe"]  # three blanks; 'maybe' is a (negative) value
     io.write_matrix(matrix, tmp_path / "matrix.parquet", "log2", "symbol")
     io.write_sheet(pd.DataFrame({"sample": matrix.index, "status": status}), tmp_path / "samples.tsv")
-    io.write_json({"ALL": {"genes": list(matrix.columns), "missing": []}}, tmp_path / "groups.json")
+    write_groups({"ALL": {"genes": list(matrix.columns), "missing": []}}, tmp_path / "groups.json")
     identity = {"dataset": "d", "task": "t", "group": "ALL", "model": "enet"}
     cv = {"outer_folds": 2, "outer_repeats": 1, "inner_folds": 2, "bootstrap": 10, "permuted_repeats": 1, "n_jobs": 1}
     with logged(tmp_path / "train.log"):

@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from metasig.config import DEFAULT_GATE
+from metasig.config import gate_defaults
 from metasig.publish.gate import decide, gate_task
 
 REFERENCE = {"metric": "accuracy", "bound": "estimate", "min": 0.4, "beat_permuted": False}
@@ -41,7 +41,7 @@ def test_bound_estimate_vs_ci_low():
 
 
 def test_beat_permuted():
-    gate = DEFAULT_GATE["binary"]
+    gate = gate_defaults("binary")
     passed, reason = decide(doc(lo=0.97, p_hi=0.55), gate)
     assert passed and reason == "passed: roc_auc ci_low 0.97 >= 0.6 and > permuted ci_high 0.55"
     passed, reason = decide(doc(lo=0.65, p_hi=0.65), gate)  # equal is not "exceeds"
@@ -54,11 +54,11 @@ def test_beat_permuted():
 
 
 def test_missing_permuted_or_metric_fails_with_reason():
-    passed, reason = decide(doc(permuted=False), DEFAULT_GATE["binary"])
+    passed, reason = decide(doc(permuted=False), gate_defaults("binary"))
     assert not passed and "no permuted control" in reason
-    passed, reason = decide(doc(metric="f1"), DEFAULT_GATE["binary"])
+    passed, reason = decide(doc(metric="f1"), gate_defaults("binary"))
     assert not passed and "roc_auc was not reported" in reason and "f1" in reason
-    passed, reason = decide(doc(lo=float("nan")), DEFAULT_GATE["binary"])
+    passed, reason = decide(doc(lo=float("nan")), gate_defaults("binary"))
     assert not passed and "NaN" in reason
 
 
@@ -81,13 +81,13 @@ def test_reference_gate_lets_constant_predictor_through_default_does_not():
     }
     passed, reason = decide(const, REFERENCE)
     assert passed and "permuted control not required" in reason and "no signal beyond chance" in reason
-    passed, reason = decide(const, DEFAULT_GATE["binary"])
+    passed, reason = decide(const, gate_defaults("binary"))
     assert not passed and "0.5 < 0.6" in reason
 
 
 def test_gate_task_rows_and_no_signal():
     docs = [doc(group="b", lo=0.9, p_hi=0.6), doc(group="a", lo=0.55, p_hi=0.6), doc(group="c", permuted=False)]
-    frame = gate_task(docs, DEFAULT_GATE["binary"])
+    frame = gate_task(docs, gate_defaults("binary"))
     assert list(frame["group"]) == ["a", "b", "c"]
     assert list(frame["passed"]) == [False, True, False]
     assert frame["no_signal"].iloc[0] is True or frame["no_signal"].iloc[0] == True  # noqa: E712
@@ -98,7 +98,7 @@ def test_gate_task_rows_and_no_signal():
 
 
 def test_gate_task_roundtrips_through_tsv(tmp_path):
-    frame = gate_task([doc(), doc(group="x", lo=0.5)], DEFAULT_GATE["binary"])
+    frame = gate_task([doc(), doc(group="x", lo=0.5)], gate_defaults("binary"))
     path = tmp_path / "gate.tsv"
     frame.to_csv(path, sep="\t", index=False)
     back = pd.read_csv(path, sep="\t")
@@ -155,5 +155,5 @@ def test_gate_and_permuted_control_use_the_per_fold_estimate():
     # a gate between the two values passes: it reads the per-fold estimate, not the pooled value
     passed, reason = decide(d, {"metric": "roc_auc", "bound": "estimate", "min": middle, "beat_permuted": True})
     assert passed and f"estimate {auc['estimate']:.3f}".rstrip("0") in reason
-    row = gate_task([d], DEFAULT_GATE["binary"]).iloc[0]
+    row = gate_task([d], gate_defaults("binary")).iloc[0]
     assert row["ci_low"] == auc["ci_low"] and row["permuted_ci_high"] == d["permuted"]["roc_auc"]["ci_high"]

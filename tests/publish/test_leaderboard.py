@@ -2,7 +2,7 @@ import math
 
 import pandas as pd
 
-from metasig.config import DEFAULT_GATE
+from metasig.config import gate_defaults
 from metasig.publish.gate import gate_task
 from metasig.publish.leaderboard import leaderboard, to_markdown
 
@@ -38,7 +38,7 @@ def frames():
         doc("wdbc", "malig", "g1", "lr", 0.52),
     ]
     surv = [doc("gse", "os", "ALL", "cox", 0.6, kind="survival"), doc("gse", "os", "g2", "cox", 0.7, kind="survival")]
-    gates = pd.concat([gate_task(binary, DEFAULT_GATE["binary"]), gate_task(surv, DEFAULT_GATE["survival"])])
+    gates = pd.concat([gate_task(binary, gate_defaults("binary")), gate_task(surv, gate_defaults("survival"))])
     return binary + surv, gates
 
 
@@ -107,3 +107,23 @@ def test_pooled_columns_next_to_their_metric():
     assert row["roc_auc"] == 0.95 and row["roc_auc_pooled"] == 0.91
     assert lb["roc_auc_pooled"].notna().sum() == 1  # documents without the field: NaN
     assert "pooled" not in to_markdown(lb).splitlines()[0]  # the compact table shows the estimate only
+
+
+def test_leaderboard_step_writes_the_table_and_logs_it_readably(tmp_path, caplog):
+    import logging
+
+    from metasig.learn.metrics_file import write_metrics
+    from metasig.publish import steps
+    from metasig.publish.gate_table import write_gates
+
+    docs, gates = frames()
+    metrics_files = []
+    for i, d in enumerate(docs):
+        metrics_files.append(tmp_path / f"m{i}.json")
+        write_metrics(d, metrics_files[-1])
+    write_gates(gates, tmp_path / "gate.tsv")
+    with caplog.at_level(logging.INFO, logger="metasig"):
+        steps.leaderboard(metrics_files, [tmp_path / "gate.tsv"], tmp_path / "leaderboard.tsv")
+    assert len(pd.read_csv(tmp_path / "leaderboard.tsv", sep="\t")) == len(docs)
+    rf = next(line for line in caplog.text.splitlines() if "| rf |" in line)
+    assert "0.990 [0.940, 1.020]" in rf and "| pass |" in rf

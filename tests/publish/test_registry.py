@@ -4,7 +4,7 @@ import json
 import pandas as pd
 import pytest
 
-from metasig.config import DEFAULT_GATE
+from metasig.config import gate_defaults
 from metasig.errors import InputError
 from metasig.publish.gate import gate_task
 from metasig.publish.registry import ChecksumError, publish, verify, version_of
@@ -64,7 +64,7 @@ def fake_model(root, group, auc_low=0.9, perm_high=0.6, d="wdbc", t="malignant",
 def trained(tmp_path):
     models = tmp_path / "models"
     docs = [fake_model(models, "good"), fake_model(models, "weak", auc_low=0.5, perm_high=0.62)]
-    gate = gate_task(docs, DEFAULT_GATE["binary"])
+    gate = gate_task(docs, gate_defaults("binary"))
     return models, tmp_path / "registry", docs, gate
 
 
@@ -130,7 +130,7 @@ def test_republish_is_idempotent_and_append_only(trained, tmp_path):
     # New results for the same model: a second version is added, the first stays listed.
     models2 = tmp_path / "models2"
     docs2 = [fake_model(models2, "good", seed=7)]
-    second = publish(gate_task(docs2, DEFAULT_GATE["binary"]), models2, registry)
+    second = publish(gate_task(docs2, gate_defaults("binary")), models2, registry)
     versions = [e["version"] for e in second["models"]]
     assert len(versions) == 2 and versions[0] == first["models"][0]["version"]
     assert second["latest"]["wdbc.malignant.good.xgb"] == versions[1]

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from metasig.config import DEFAULT_GATE
+from metasig.config import gate_defaults
 from metasig.publish.gate import gate_task
 from metasig.publish.registry import publish
 
@@ -49,7 +49,7 @@ def fake_model(root, group, seed=1, d="nsclc", t="status", m="lr"):
 def logged(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("mlflow")
     docs = [fake_model(tmp / "models", "metagene_9"), fake_model(tmp / "models", "ALL")]
-    index = publish(gate_task(docs, DEFAULT_GATE["binary"]), tmp / "models", tmp / "registry")
+    index = publish(gate_task(docs, gate_defaults("binary")), tmp / "models", tmp / "registry")
     uri = f"sqlite:///{tmp / 'db' / 'mlflow.db'}"
     from metasig.publish.tracking import log_to_mlflow
 
@@ -99,7 +99,7 @@ def test_second_call_creates_no_duplicate(logged):
     from metasig.publish.gate import gate_task as gt
 
     doc = read_json(tmp / "models2/nsclc/status/ALL/lr/metrics.json")
-    index2 = publish(gt([doc], DEFAULT_GATE["binary"]), tmp / "models2", tmp / "registry")
+    index2 = publish(gt([doc], gate_defaults("binary")), tmp / "models2", tmp / "registry")
     new = [e for e in index2["models"] if e["group"] == "ALL"][-1:]
     assert log_to_mlflow(new, tmp / "registry", uri, "metasig-test") == [("metasig.nsclc.status.ALL.lr", 2)]
 
@@ -108,13 +108,13 @@ def test_second_call_creates_no_duplicate(logged):
 def test_mlflow_rerun_leaves_no_orphan_running_run(tmp_path):
     from mlflow.tracking import MlflowClient
 
-    from metasig.config import DEFAULT_GATE
+    from metasig.config import gate_defaults
     from metasig.publish.gate import gate_task
     from metasig.publish.registry import publish
     from metasig.publish.tracking import VERSION_TAG, log_to_mlflow
 
     index = publish(
-        gate_task([fake_model(tmp_path / "models", "ALL")], DEFAULT_GATE["binary"]),
+        gate_task([fake_model(tmp_path / "models", "ALL")], gate_defaults("binary")),
         tmp_path / "models",
         tmp_path / "registry",
     )

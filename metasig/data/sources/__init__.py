@@ -9,6 +9,7 @@ Deeper checks (duplicates, NaN, labels per task) are in metasig.data.checks.
 import importlib
 from pathlib import Path
 
+from metasig.config import schema_defaults
 from metasig.data import checks as validate
 from metasig.data.sources import builtin, table
 from metasig.data.sources import url as url_source
@@ -53,7 +54,7 @@ def load(dataset_cfg: dict, dataset_name: str, base_dir=".", cache_dir="cache", 
             matrix_name,
             encoding=dataset_cfg.get("encoding"),
             matrix=matrix,
-            orientation=dataset_cfg.get("orientation", "samples_by_genes"),
+            orientation=dataset_cfg.get("orientation", schema_defaults("dataset")["orientation"]),
         )
     for key in ("unit", "namespace"):
         if dataset_cfg.get(key):
@@ -65,11 +66,11 @@ def load(dataset_cfg: dict, dataset_name: str, base_dir=".", cache_dir="cache", 
 def check_library(matrix, dataset_cfg, unit, matrix_file):
     """In-fold DESeq2 size factors cannot scale a sample without counts: catch it at load, naming
     the sample and the method really used (with 'auto' resolved), not deep inside training."""
-    from metasig.config import AUTO_NORMALIZATION
+    from metasig.config import resolve_normalization
     from metasig.data.normalize import IN_FOLD
 
-    chosen = dataset_cfg.get("normalization", "auto")
-    method = AUTO_NORMALIZATION.get(unit, "none") if chosen == "auto" else chosen
+    method = resolve_normalization(dataset_cfg, unit)
+    chosen = dataset_cfg.get("normalization", "auto")  # only to say whether 'auto' picked it
     if method not in IN_FOLD or matrix.empty:
         return
     empty = (matrix.fillna(0) == 0).all(axis=1)
@@ -92,7 +93,7 @@ def _read_table(path, cfg, display, config_file, where):
     return table.read(
         path,
         fmt=fmt,
-        orientation=cfg.get("orientation", "samples_by_genes"),
+        orientation=cfg.get("orientation", schema_defaults("dataset")["orientation"]),
         id_column=cfg.get("id_column"),
         sheet_columns=cfg.get("sheet_columns", []),
         display=display,

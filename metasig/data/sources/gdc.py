@@ -26,21 +26,17 @@ import logging
 import numpy as np
 import pandas as pd
 
+from metasig.config import schema_defaults
 from metasig.data.sources.gdc_api import _values, clinical_table, list_files
 from metasig.data.sources.gdc_counts import LIBRARY_COLUMN, read_star_counts
 from metasig.errors import InputError
 
 log = logging.getLogger("metasig.gdc")
 
-DEFAULT_API = "https://api.gdc.cancer.gov"
 DEFAULTS = {
-    "api": DEFAULT_API,
-    "workflow": "STAR - Counts",
-    "counts_column": "unstranded",
+    **schema_defaults("gdc"),  # api, workflow, counts_column, page_size, max_workers
     "sample_types": None,  # None or [] = every sample type
     "clinical_fields": [],
-    "page_size": 100,
-    "max_workers": 4,
     "max_files": None,  # None = all files; a number = the first N (by file_id), for trials and tests
     "labels_table": None,  # a sample-level clinical table (e.g. Xena's) joined on the barcode, for labels
 }

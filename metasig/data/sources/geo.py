@@ -38,13 +38,14 @@ import re
 import numpy as np
 import pandas as pd
 
+from metasig.config import schema_defaults
 from metasig.data.sources.labels import config_prefix, derive_labels, label_counts
 from metasig.data.sources.xena import _READ_ERRORS, fetch, open_text, read_error
 from metasig.errors import InputError
 
 log = logging.getLogger("metasig.data.sources")
 
-DEFAULT_BASE = "https://ftp.ncbi.nlm.nih.gov/geo/series"
+DEFAULT_BASE = schema_defaults("geo")["base"]
 COLLAPSE = ("max_mean", "mean", "keep")
 _CONFIG_KEYS = {
     "source",

@@ -22,6 +22,7 @@ import re
 import numpy as np
 import pandas as pd
 
+from metasig.config import schema_defaults
 from metasig.errors import InputError
 
 log = logging.getLogger("metasig.data.sources")
@@ -115,7 +116,7 @@ def derive_labels(
             values = raw.map(table, na_action="ignore")
         else:
             values = raw
-        missing = spec.get("missing", MISSING_KEEP)
+        missing = spec.get("missing", schema_defaults("label")["missing"])
         if missing is None:
             missing = MISSING_KEEP
         empty = values.isna()

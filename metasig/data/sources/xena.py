@@ -30,13 +30,14 @@ import zlib
 import numpy as np
 import pandas as pd
 
+from metasig.config import schema_defaults
 from metasig.data.sources.labels import config_prefix, derive_labels, label_counts, sample_type_filter
 from metasig.errors import InputError
 from metasig.io import sha256_file
 
 log = logging.getLogger("metasig.data.sources")
 
-DEFAULT_HUB = "https://tcga.xenahubs.net/download"
+DEFAULT_HUB = schema_defaults("xena")["hub"]
 _COHORT_KEYS = {"name", "expression", "clinical", "hub"}
 _CONFIG_KEYS = {"source", "hub", "cohorts", "sample_types", "labels", "sha256", "unit", "namespace"}
 _READ_ERRORS = (
