@@ -165,7 +165,8 @@ def xgb_gain(booster, n_features):
 class XGBoostClassifier(ClassifierMixin, BaseEstimator):
     """XGBClassifier with label encoding (classes_ keep the original labels, strings included)
     and class balancing. scale_pos_weight="auto": binary -> n_negative / n_positive from the
-    training labels (XGBoost's scale_pos_weight); multiclass -> "balanced" sample weights.
+    training labels (XGBoost's scale_pos_weight); multiclass -> "balanced" sample weights; both
+    with the intercept (base_score) a balanced fit has, so results do not depend on n_jobs.
     A float sets scale_pos_weight (binary) directly; None turns balancing off."""
 
     def __init__(
@@ -212,12 +213,16 @@ class XGBoostClassifier(ClassifierMixin, BaseEstimator):
             if self.scale_pos_weight == "auto":
                 n_pos = int((y_enc == 1).sum())
                 params["scale_pos_weight"] = (len(y_enc) - n_pos) / max(n_pos, 1)
+                params["base_score"] = 0.5  # the intercept of a balanced fit (see multiclass)
             elif self.scale_pos_weight is not None:
                 params["scale_pos_weight"] = float(self.scale_pos_weight)
         else:
             params.update(objective="multi:softprob", num_class=len(classes))
             if self.scale_pos_weight == "auto":
                 weight = compute_sample_weight("balanced", y_enc)
+                # XGBoost estimates the intercept with a multi-threaded sum, whose rounding noise
+                # (1e-7) changed every later tree with the thread count; balanced, it is exactly 0.
+                params["base_score"] = 0.0
         return classes, y_enc, params, weight
 
     def fit(self, X, y):
