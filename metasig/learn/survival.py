@@ -7,10 +7,10 @@ probabilities from a Breslow baseline.
 """
 
 import numpy as np
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 
-from metasig.learn.xgb import _fit_on_device, _predict_on_cpu, xgb_gain, xgb_margin
+from metasig.learn.xgb import _fit_on_device, _train_matrix, as_float32, grid_boost, train_booster, xgb_gain, xgb_margin
 
 
 def survival_arrays(y):
@@ -106,22 +106,34 @@ class XGBoostCox(_SurvivalMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.device = device
 
+    def _setup(self, y):
+        """(XGBoost parameters, label) of a fit on y: the label is the time, negated when censored."""
+        event, time = survival_arrays(y)
+        return {"objective": "survival:cox", **_fit_on_device(self, self.get_params())}, np.where(event, time, -time)
+
     def fit(self, X, y):
-        import xgboost as xgb
         from sksurv.linear_model.coxph import BreslowEstimator
 
-        X = np.asarray(X, dtype=np.float32)
+        X = as_float32(X)
         event, time = survival_arrays(y)
-        model = xgb.XGBRegressor(objective="survival:cox", **_fit_on_device(self, self.get_params()))
-        model.fit(X, np.where(event, time, -time))
-        self.booster_ = _predict_on_cpu(model.get_booster())
-        breslow = BreslowEstimator().fit(xgb_margin(self.booster_, X), event, time)
+        params, label = self._setup(y)
+        self.booster_ = train_booster(params, _train_matrix(X, label, None, params))
+        breslow = BreslowEstimator().fit(xgb_margin(self.booster_, X, self.n_jobs), event, time)
         self.baseline_times_ = np.asarray(breslow.cum_baseline_hazard_.x, dtype=float)
         self.baseline_cumhaz_ = np.asarray(breslow.cum_baseline_hazard_.y, dtype=float)
         self.n_features_in_ = X.shape[1]
         self.feature_importances_ = xgb_gain(self.booster_, X.shape[1])
         return self
 
+    def grid_predictions(self, X, y, X_valid, candidates):
+        """predict(X_valid) (the risk margin) of each candidate fitted on (X, y); see `grid_boost`."""
+        setups = [(*clone(self).set_params(**c)._setup(y), None) for c in candidates]
+
+        def predict(booster, dvalid, rounds):
+            return np.asarray(booster.predict(dvalid, output_margin=True, iteration_range=(0, rounds)), dtype=float)
+
+        return grid_boost(setups, X, X_valid, predict)
+
     def predict(self, X):
         check_is_fitted(self, "booster_")
-        return xgb_margin(self.booster_, X)
+        return xgb_margin(self.booster_, X, self.n_jobs)

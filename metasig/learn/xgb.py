@@ -12,7 +12,7 @@ import os
 import warnings
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.validation import check_is_fitted
@@ -66,23 +66,94 @@ def _predict_on_cpu(booster):
     return booster
 
 
-def _dmatrix(X):
+def as_float32(X):
+    """X as a C-contiguous float32 array, the layout XGBoost reads; no copy when X already is one."""
+    return np.ascontiguousarray(X, dtype=np.float32)
+
+
+def _dmatrix(X, nthread=1):
     import xgboost as xgb
 
-    return xgb.DMatrix(np.asarray(X, dtype=np.float32), nthread=1)
+    return xgb.DMatrix(as_float32(X), nthread=nthread)
 
 
-def xgb_class_proba(booster, X, n_classes):
+def xgb_class_proba(booster, X, n_classes, nthread=1):
     """Class probabilities (n_samples, n_classes) from a Booster; shared with the artifact loader
     so a reloaded model predicts exactly what the fitted one did."""
-    p = booster.predict(_dmatrix(X))
+    return _class_columns(booster.predict(_dmatrix(X, nthread)), n_classes)
+
+
+def _class_columns(p, n_classes):
     if n_classes == 2:
         p = np.column_stack([1.0 - p, p])
     return np.asarray(p, dtype=float)
 
 
-def xgb_margin(booster, X):
-    return np.asarray(booster.predict(_dmatrix(X), output_margin=True), dtype=float)
+def xgb_margin(booster, X, nthread=1):
+    return np.asarray(booster.predict(_dmatrix(X, nthread), output_margin=True), dtype=float)
+
+
+def _train_matrix(X, label, weight, params):
+    """The training matrix XGBoost's scikit-learn wrapper would build: quantile-binned (hist)
+    with the booster's thread count, a plain DMatrix for the other tree methods."""
+    import xgboost as xgb
+
+    if params.get("tree_method") in ("hist", None, "auto"):
+        return xgb.QuantileDMatrix(as_float32(X), label=label, weight=weight, nthread=params["n_jobs"])
+    return xgb.DMatrix(as_float32(X), label=label, weight=weight, nthread=params["n_jobs"])
+
+
+def train_booster(params, dtrain):
+    """A booster trained on dtrain; params are XGBoost's scikit-learn ones (n_estimators = rounds)."""
+    import xgboost as xgb
+
+    rounds = params["n_estimators"]
+    booster = xgb.train({k: v for k, v in params.items() if k != "n_estimators"}, dtrain, num_boost_round=rounds)
+    return _predict_on_cpu(booster)
+
+
+def grid_boost(setups, X, X_valid, predict):
+    """Validation outputs of one boosted model per candidate, fitted together.
+
+    setups: per candidate (params, label, weight) as `train_booster` and `_train_matrix` take them.
+    One training matrix is built per distinct (label, weight, matrix kind) and shared; candidates
+    that differ only in n_estimators share one booster trained with their largest n_estimators,
+    each scored on its first n_estimators rounds (`iteration_range`). Boosting is sequential and
+    the random state advances round by round, so that prefix is exactly the booster a separate fit
+    with fewer rounds would have trained (gbtree; tests check it with row and column subsampling).
+    predict(booster, dvalid, rounds) -> one candidate's output."""
+    nthread = setups[0][0]["n_jobs"]
+    dvalid = _dmatrix(X_valid, nthread)
+    X = as_float32(X)
+    matrices, boosters, outputs = {}, {}, []
+    rounds_of = {}
+    for params, label, weight in setups:
+        key = _group_key(params, label, weight)
+        rounds_of[key] = max(rounds_of.get(key, 0), params["n_estimators"])
+    for params, label, weight in setups:
+        if params["n_estimators"] < 1:
+            raise ValueError(f"n_estimators must be at least 1, got {params['n_estimators']}")
+        key = _group_key(params, label, weight)
+        if key not in boosters:
+            mkey = key[1:]
+            if mkey not in matrices:
+                matrices[mkey] = _train_matrix(X, label, weight, params)
+            boosters[key] = train_booster({**params, "n_estimators": rounds_of[key]}, matrices[mkey])
+        outputs.append(predict(boosters[key], dvalid, params["n_estimators"]))
+    return outputs
+
+
+def _group_key(params, label, weight):
+    """(every parameter but n_estimators, then what the training matrix depends on)."""
+    rest = tuple(sorted((k, repr(v)) for k, v in params.items() if k != "n_estimators"))
+    quantile = params.get("tree_method") in ("hist", None, "auto")
+    return (
+        rest,
+        quantile,
+        params["n_jobs"] if quantile else None,
+        np.asarray(label).tobytes(),
+        None if weight is None else np.asarray(weight).tobytes(),
+    )
 
 
 def xgb_gain(booster, n_features):
@@ -94,7 +165,8 @@ def xgb_gain(booster, n_features):
 class XGBoostClassifier(ClassifierMixin, BaseEstimator):
     """XGBClassifier with label encoding (classes_ keep the original labels, strings included)
     and class balancing. scale_pos_weight="auto": binary -> n_negative / n_positive from the
-    training labels (XGBoost's scale_pos_weight); multiclass -> "balanced" sample weights.
+    training labels (XGBoost's scale_pos_weight); multiclass -> "balanced" sample weights; both
+    with the intercept (base_score) a balanced fit has, so results do not depend on n_jobs.
     A float sets scale_pos_weight (binary) directly; None turns balancing off."""
 
     def __init__(
@@ -129,37 +201,52 @@ class XGBoostClassifier(ClassifierMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.device = device
 
-    def fit(self, X, y):
-        import xgboost as xgb
-
-        X = np.asarray(X, dtype=np.float32)
+    def _setup(self, y):
+        """(classes, encoded labels, XGBoost parameters, sample weights) of a fit on labels y."""
         encoder = LabelEncoder().fit(y)
-        self.classes_ = encoder.classes_
-        y_enc = encoder.transform(y)
+        classes, y_enc = encoder.classes_, encoder.transform(y)
         # every constructor parameter is an XGBoost one, except our class balancing switch
         params = _fit_on_device(self, {k: v for k, v in self.get_params().items() if k != "scale_pos_weight"})
         weight = None
-        if len(self.classes_) == 2:
+        if len(classes) == 2:
             params["objective"] = "binary:logistic"
             if self.scale_pos_weight == "auto":
                 n_pos = int((y_enc == 1).sum())
                 params["scale_pos_weight"] = (len(y_enc) - n_pos) / max(n_pos, 1)
+                params["base_score"] = 0.5  # the intercept of a balanced fit (see multiclass)
             elif self.scale_pos_weight is not None:
                 params["scale_pos_weight"] = float(self.scale_pos_weight)
         else:
-            params.update(objective="multi:softprob", num_class=len(self.classes_))
+            params.update(objective="multi:softprob", num_class=len(classes))
             if self.scale_pos_weight == "auto":
                 weight = compute_sample_weight("balanced", y_enc)
-        self.xgb_params_ = params
-        model = xgb.XGBClassifier(**params).fit(X, y_enc, sample_weight=weight)
-        self.booster_ = _predict_on_cpu(model.get_booster())
+                # XGBoost estimates the intercept with a multi-threaded sum, whose rounding noise
+                # (1e-7) changed every later tree with the thread count; balanced, it is exactly 0.
+                params["base_score"] = 0.0
+        return classes, y_enc, params, weight
+
+    def fit(self, X, y):
+        X = as_float32(X)
+        self.classes_, y_enc, self.xgb_params_, weight = self._setup(y)
+        self.booster_ = train_booster(self.xgb_params_, _train_matrix(X, y_enc, weight, self.xgb_params_))
         self.n_features_in_ = X.shape[1]
         self.feature_importances_ = xgb_gain(self.booster_, X.shape[1])
         return self
 
+    def grid_predictions(self, X, y, X_valid, candidates):
+        """predict_proba(X_valid) of each candidate (parameters on top of ours) fitted on (X, y),
+        all from one shared training matrix and one booster per n_estimators group (`grid_boost`)."""
+        setups = [clone(self).set_params(**c)._setup(y) for c in candidates]
+        n_classes = len(setups[0][0])
+
+        def predict(booster, dvalid, rounds):
+            return _class_columns(booster.predict(dvalid, iteration_range=(0, rounds)), n_classes)
+
+        return grid_boost([(params, y_enc, weight) for _, y_enc, params, weight in setups], X, X_valid, predict)
+
     def predict_proba(self, X):
         check_is_fitted(self, "booster_")
-        return xgb_class_proba(self.booster_, X, len(self.classes_))
+        return xgb_class_proba(self.booster_, X, len(self.classes_), self.n_jobs)
 
     def predict(self, X):
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
