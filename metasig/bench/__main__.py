@@ -13,18 +13,15 @@ Usage: python -m metasig.bench [study|reads] [--config FILE] [--cores N] [--keep
 
 import argparse
 import json
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import pandas as pd
 import yaml
 
-from metasig.bench.scratch import REPO, scratch_copy
+from metasig.bench.scratch import REPO, scratch_workdir
 
 
 def job_overheads(workdir):
@@ -141,13 +138,10 @@ def main(argv=None):
     parser.add_argument("--keep", help="run in this directory and keep it")
     args = parser.parse_args(argv)
 
-    workdir = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="metasig-bench-"))
-    scratch_copy(workdir)
-    summary = (bench_reads if args.what == "reads" else bench_study)(workdir, args)
+    with scratch_workdir(args.keep) as workdir:
+        summary = (bench_reads if args.what == "reads" else bench_study)(workdir, args)
     print(json.dumps(summary, indent=2))
     save(args.what, summary)
-    if not args.keep:
-        shutil.rmtree(workdir, ignore_errors=True)
     return summary
 
 

@@ -9,10 +9,8 @@ Usage: python -m metasig.bench.dag [--sets 625 --tasks 2 --models 4] [--profile 
 import argparse
 import json
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -142,7 +140,7 @@ def measure(workdir, n_sets, n_tasks, n_models, profile="profiles/slurm", seed=0
 
 
 def main(argv=None):
-    from metasig.bench.scratch import scratch_copy
+    from metasig.bench.scratch import scratch_workdir
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", type=int, default=625)
@@ -153,12 +151,8 @@ def main(argv=None):
     parser.add_argument("--keep", help="work in this directory and keep it")
     args = parser.parse_args(argv)
 
-    workdir = scratch_copy(Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="metasig-scale-")))
-    try:
+    with scratch_workdir(args.keep, prefix="metasig-scale-") as workdir:
         summary = measure(workdir, args.sets, args.tasks, args.models, args.profile, args.seed)
-    finally:
-        if not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
     print(json.dumps(summary, indent=2))
     return summary
 

@@ -10,11 +10,9 @@ The target (issue 12): median overhead at most 1 s on 1,000 jobs.
 import argparse
 import json
 import math
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -113,7 +111,7 @@ def summarize(jobs, wall, cores, cpu_s=None):
 
 def main(argv=None):
     from metasig.bench.__main__ import job_overheads
-    from metasig.bench.scratch import scratch_copy
+    from metasig.bench.scratch import scratch_workdir
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=1000, help="training jobs (default 1000)")
@@ -122,8 +120,7 @@ def main(argv=None):
     parser.add_argument("--keep", help="work in this directory and keep it")
     args = parser.parse_args(argv)
 
-    workdir = scratch_copy(Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="metasig-overhead-")))
-    try:
+    with scratch_workdir(args.keep, prefix="metasig-overhead-") as workdir:
         config, targets = generate(workdir, args.jobs, args.seed)
         options = ["--cores", str(args.cores), "--configfile", config, "--quiet", "rules"]  # targets go first
         snakemake = [sys.executable, "-m", "snakemake"]
@@ -134,9 +131,6 @@ def main(argv=None):
         run(snakemake + targets + options, workdir)
         wall = time.perf_counter() - start
         summary = summarize(job_overheads(workdir), wall, args.cores, cpu_seconds(workdir))
-    finally:
-        if not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
     print(json.dumps(summary, indent=2))
     return summary
 

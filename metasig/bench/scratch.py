@@ -1,6 +1,8 @@
 """A scratch copy of the workflow, so benchmarks and tests never touch the checkout's results."""
 
+import contextlib
 import shutil
+import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -17,3 +19,15 @@ def scratch_copy(dest):
         else:
             shutil.copy2(src, dest / part)
     return dest
+
+
+@contextlib.contextmanager
+def scratch_workdir(keep=None, prefix="metasig-bench-"):
+    """A scratch copy of the workflow to run in: the folder `keep`, kept afterwards, or a temporary
+    folder removed at the end, whatever happens."""
+    workdir = scratch_copy(Path(keep) if keep else Path(tempfile.mkdtemp(prefix=prefix)))
+    try:
+        yield workdir
+    finally:
+        if not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
