@@ -2,6 +2,8 @@ import functools
 import os
 import sys
 
+from snakemake.exceptions import WorkflowError
+
 # Rule scripts import the metasig package from this checkout, in any environment they run in,
 # and command-line tools installed beside this Python (e.g. multiqc in .venv) are found.
 os.environ.update(
@@ -189,3 +191,20 @@ def plot_rule_output(name):
         subcategory="{task}",
         labels={"figure": name},
     )
+
+
+def train_threads(wildcards):
+    """Threads of a training job: the task's `cv.n_jobs` (default 1), or more when the study has
+    fewer training jobs than cores: --cores split evenly among them (rounded down), so a study of
+    one large job uses every core and one of a thousand small jobs runs one per core. Snakemake
+    runs jobs only while their threads fit in --cores, so cores are never oversubscribed; where
+    --cores is not known (cluster runs), n_jobs. The engine's results do not depend on the count.
+    """
+    n_jobs = mconfig.cv_settings(config, wildcards.dataset, wildcards.task)["n_jobs"]
+    try:
+        cores = workflow.cores
+    except WorkflowError:  # no --cores given
+        return n_jobs
+    if not isinstance(cores, int):
+        return n_jobs
+    return max(n_jobs, cores // max(1, len(JOBS)))

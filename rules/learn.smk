@@ -1,30 +1,11 @@
 import re
 
-from snakemake.exceptions import WorkflowError
-
 # Models whose training jobs ask for a GPU: the XGBoost kinds when the study's `device` is cuda
 # (profiles/slurm-gpu sets it). They train in rule train_gpu, the others in rule train, so a
 # profile can size, place (partition, GPU model) and group the two kinds of job apart.
 GPU_MODELS = [m for m in config["models"] if mconfig.uses_gpu(config, m)]
 _GPU_NAMES = "|".join(map(re.escape, GPU_MODELS))
 _END = "(?![A-Za-z0-9_-])"  # the model name ends here
-
-
-def train_threads(wildcards):
-    """Threads of a training job: the task's `cv.n_jobs` (default 1), or more when the study has
-    fewer training jobs than cores: --cores split evenly among them (rounded down), so a study of
-    one large job uses every core and one of a thousand small jobs runs one per core. Snakemake
-    runs jobs only while their threads fit in --cores, so cores are never oversubscribed; where
-    --cores is not known (cluster runs), n_jobs. The engine's results do not depend on the count.
-    """
-    n_jobs = mconfig.cv_settings(config, wildcards.dataset, wildcards.task)["n_jobs"]
-    try:
-        cores = workflow.cores
-    except WorkflowError:  # no --cores given
-        return n_jobs
-    if not isinstance(cores, int):
-        return n_jobs
-    return max(n_jobs, cores // max(1, len(JOBS)))
 
 
 # One job per (dataset, task, gene group, model): nested CV, permuted-label control, final fit.
