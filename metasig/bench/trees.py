@@ -200,6 +200,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", nargs="+", choices=["determinism", "search", "levers", "forest"])
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--forest-trees", type=int, default=300, help="trees per forest (fit time scales linearly)")
     parser.add_argument("--quick", action="store_true", help="small shapes (a smoke run)")
     args = parser.parse_args(argv)
     binary, multi = ((300, 2000, 2), (120, 2000, 7)) if args.quick else ((1218, 20530, 2), (281, 22283, 7))
@@ -214,7 +215,7 @@ def main(argv=None):
     if "forest" in args.what:
         for max_features in ("sqrt", 0.3):
             for n_jobs in (1, 2):
-                forest(binary, max_features, n_jobs, n_estimators=300 if not args.quick else 30)
+                forest(binary, max_features, n_jobs, n_estimators=args.forest_trees)
 
 
 if __name__ == "__main__":
