@@ -5,6 +5,7 @@ All fitted state is plain numpy arrays and floats, so a fitted pipeline saves wi
 loads without trusting arbitrary objects.
 """
 
+import copy
 import warnings
 
 import numpy as np
@@ -313,6 +314,29 @@ class MedianImputer(SimpleImputer):
         if strategy == "median" and not np.isnan(X).any():
             return np.median(X, axis=0)
         return super()._dense_fit(X, strategy, missing_values, fill_value)
+
+    # SimpleImputer copies its input in fit and in transform even when there is nothing to fill:
+    # at 20,000 genes that is two extra copies of a fold per fit, in every thread. Fitting never
+    # writes into X, nor does a transform of finite values, so both skip the copy then; the array
+    # returned has the same values and memory layout as SimpleImputer's copy.
+    def fit(self, X, y=None):
+        saved, self.copy = self.copy, False  # fit is never concurrent on one estimator
+        try:
+            return super().fit(X, y)
+        finally:
+            self.copy = saved
+
+    def transform(self, X):
+        if not _all_finite_floats(X):
+            return super().transform(X)
+        uncopied = copy.copy(self)  # transform may be concurrent (the server): self stays as it is
+        uncopied.copy = False
+        return SimpleImputer.transform(uncopied, X)
+
+
+def _all_finite_floats(X):
+    values = X.to_numpy() if hasattr(X, "to_numpy") else np.asarray(X)
+    return values.dtype.kind == "f" and bool(np.isfinite(values).all())
 
 
 # ---- assembling the preprocessing steps ------------------------------------------------------
