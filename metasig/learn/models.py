@@ -206,8 +206,9 @@ def _importance_and_names(fitted_pipeline, names):
     """(importance per column, column names) at the level of genes. With in-fold PCA the model
     sees components, which mean nothing to a reader: importance is mapped back to the genes PCA
     was fitted on. A linear model's coefficients on components are exactly coefficients on the
-    (scaled) genes, coef @ components_, so their |.| is reported as for any linear model; for
-    other models a component's importance is spread over genes by its |loadings|."""
+    (scaled) genes, coef @ components_, so their |.| is reported as for any linear model; an RBF
+    SVM's decision gradients are pulled back the same way (mean |gradient| on the genes); for
+    other models (trees) a component's importance is spread over genes by its |loadings|."""
     position = _pca_position(fitted_pipeline)
     estimator = fitted_pipeline[-1]
     if position is None:
@@ -218,6 +219,9 @@ def _importance_and_names(fitted_pipeline, names):
     if hasattr(estimator, "coef_") and not hasattr(estimator, "feature_importances_"):
         coef = np.atleast_2d(np.asarray(estimator.coef_, dtype=float)) @ pca.components_
         return np.abs(coef).mean(axis=0), genes
+    if hasattr(estimator, "decision_gradients"):  # RBF SVM: gradients pulled back, as coefficients are
+        grads = estimator.decision_gradients()
+        return np.mean([np.abs(g @ pca.components_).mean(axis=0) for g in grads], axis=0), genes
     return estimator_importance(estimator) @ np.abs(pca.components_), genes
 
 

@@ -93,7 +93,7 @@ class SVMClassifier(ClassifierMixin, BaseEstimator):
         folds = min(int(self.calibration_folds), int(counts.min()))
         if folds < 2:
             raise ValueError(
-                f"SVMClassifier: class {self.classes_[counts.argmin()]!r} has {counts.min()} sample(s); "
+                f"SVMClassifier: class {self.classes_[counts.argmin()]} has {counts.min()} sample(s); "
                 "probability calibration needs at least 2 per class"
             )
         svc = self._svc()
@@ -142,23 +142,31 @@ class SVMClassifier(ClassifierMixin, BaseEstimator):
     @property
     def feature_importances_(self):
         """Non-linear kernels: the mean |gradient| of each one-vs-one decision function over that
-        pair's support vectors (for a linear kernel this would be |coef_|)."""
+        pair's support vectors, averaged over pairs (for a linear kernel this would be |coef_|)."""
         if getattr(self, "kernel", None) == "linear":
             raise AttributeError("use coef_ for kernel 'linear'")
+        grads = self.decision_gradients()
+        return np.mean([np.abs(g).mean(axis=0) for g in grads], axis=0)
+
+    def decision_gradients(self):
+        """[gradient of each one-vs-one decision function at that pair's support vectors], one
+        (support vectors x inputs) array per pair of classes: for the RBF kernel,
+        grad f(x_a) = -2 gamma sum_b alpha_b K(x_a, s_b) (x_a - s_b). Signed, so a linear map
+        applied before the SVM (PCA) can be pulled back through it."""
         check_is_fitted(self, "svc_")
-        svc, gamma = self.svc_, float(self.svc_._gamma)
+        svc = self.svc_
         sv, dual = svc.support_vectors_, svc.dual_coef_
+        if self.kernel == "linear":
+            return [np.atleast_2d(row) for row in np.atleast_2d(svc.coef_)]
+        gamma = float(svc._gamma)
         start = np.concatenate([[0], np.cumsum(svc.n_support_)])
-        n, total, pairs = len(self.classes_), np.zeros(sv.shape[1]), 0
+        n, grads = len(self.classes_), []
         for i in range(n):
             for j in range(i + 1, n):
                 rows = np.r_[start[i] : start[i + 1], start[j] : start[j + 1]]
                 alpha = np.r_[dual[j - 1, start[i] : start[i + 1]], dual[i, start[j] : start[j + 1]]]
                 S = sv[rows]
                 sq = (S**2).sum(axis=1)
-                K = np.exp(-gamma * np.maximum(sq[:, None] + sq[None, :] - 2 * S @ S.T, 0.0))
-                Ka = K * alpha[None, :]  # grad f(x_a) = -2 gamma sum_b alpha_b K_ab (x_a - s_b)
-                grad = -2 * gamma * (Ka.sum(axis=1)[:, None] * S - Ka @ S)
-                total += np.abs(grad).mean(axis=0)
-                pairs += 1
-        return total / pairs
+                Ka = np.exp(-gamma * np.maximum(sq[:, None] + sq[None, :] - 2 * S @ S.T, 0.0)) * alpha[None, :]
+                grads.append(-2 * gamma * (Ka.sum(axis=1)[:, None] * S - Ka @ S))
+        return grads
