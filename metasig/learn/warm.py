@@ -176,7 +176,7 @@ def _remote(target, kwargs, log):
     except OSError as exc:
         sock.close()
         raise Unavailable(f"sending the job: {exc}", retry=True) from None
-    return _wait(sock)
+    return _wait(sock, log)
 
 
 def _is_open(fd):
@@ -251,7 +251,7 @@ def _start(stem, path):
         time.sleep(0.02)
 
 
-def _wait(sock):
+def _wait(sock, log):
     """Commit to the started child, wait for its exit status, and kill it if this job is cancelled."""
     state = {"pid": None, "signum": None}
 
@@ -283,7 +283,7 @@ def _wait(sock):
             _kill_group(state["pid"], signal.SIGKILL)
             print(f"metasig warm worker: lost the server while job {state['pid']} ran ({exc})", file=sys.stderr)
             return 1
-        code = message[1]
+        code, used = message[1], message[2]
     except _Cancelled:
         return 128 + state["signum"]
     finally:
@@ -292,10 +292,22 @@ def _wait(sock):
         sock.close()
     if state["signum"] is not None:
         return 128 + state["signum"]
+    if used is not None:
+        _note_usage(log, *used)
     if code < 0:
         print(f"metasig warm worker: the job was killed by signal {-code}", file=sys.stderr)
         return 128 - code
     return code
+
+
+def _note_usage(log, cpu_s, max_rss_mb):
+    """Snakemake's benchmark file measures this client only: the job's own CPU time and peak memory
+    go to its log (the peak counts the pages shared with the server, as a fresh process would)."""
+    try:
+        with open(log, "a") as out:
+            out.write(f"warm worker: the job used {cpu_s:.2f} s CPU, peak RSS {max_rss_mb:.0f} MB\n")
+    except OSError:
+        pass
 
 
 def _receive(sock):

@@ -212,16 +212,17 @@ class Server:
     def _reap(self):
         for pid in list(self.jobs):
             try:
-                done, status = os.waitpid(pid, os.WNOHANG)
+                done, status, usage = os.wait4(pid, os.WNOHANG)
             except ChildProcessError:
-                done, status = pid, 255 << 8
+                done, status, usage = pid, 255 << 8, None
             if not done:
                 continue
             job = self.jobs.pop(pid)
             if job.go is not None:
                 os.close(job.go)
             try:
-                warm._send(job.conn, ("exit", os.waitstatus_to_exitcode(status)))
+                used = None if usage is None else (usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
+                warm._send(job.conn, ("exit", os.waitstatus_to_exitcode(status), used))
             except OSError:
                 pass
             if job.watched:

@@ -130,6 +130,7 @@ def test_the_first_client_starts_a_server_and_the_second_reuses_it(warm, tmp_pat
     [server] = warm.servers()
     pid, ppid, cwd, var = _fields(tmp_path / "a")
     assert ppid == server and pid != client
+    assert "warm worker: the job used" in (tmp_path / "job.log").read_text()  # what Snakemake's benchmark misses
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
