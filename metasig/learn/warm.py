@@ -252,11 +252,14 @@ def _start(stem, path):
 
 
 def _wait(sock, log):
-    """Commit to the started child, wait for its exit status, and kill it if this job is cancelled."""
-    state = {"pid": None, "signum": None}
+    """Commit to the started child, wait for its exit status, and kill it if this job is cancelled.
+    Until the client sends its go nothing runs, so any failure before that falls back safely."""
+    import select
+
+    state = {"pid": None, "signum": None, "since": None}
 
     def cancel(signum, frame):
-        state["signum"] = signum
+        state["signum"], state["since"] = signum, time.monotonic()
         if state["pid"] is None:
             raise _Cancelled
         _kill_group(state["pid"], signal.SIGTERM)
@@ -267,23 +270,28 @@ def _wait(sock, log):
         sock.settimeout(START_TIMEOUT_S)
         try:
             first = _receive(sock)
-        except (OSError, EOFError) as exc:  # nothing received: the child cannot have started
-            raise Unavailable(f"no answer from the server: {exc or 'connection closed'}", retry=True) from None
-        if first[0] != "started":
+            kind, pid = first
+        except Exception as exc:
+            raise Unavailable(f"no answer from the server: {exc!r}", retry=True) from None
+        if kind != "started":
             raise Unavailable(f"the server answered {first!r}", retry=True)
-        state["pid"] = first[1]
+        state["pid"] = pid
         try:
             sock.sendall(b"g")
         except OSError as exc:
             raise Unavailable(f"the server went away: {exc}", retry=True) from None
-        sock.settimeout(None)
+        # committed: from here on the job may have run, so a failure is the job's failure
+        while not select.select([sock], [], [], 1.0)[0]:
+            if state["since"] is not None and time.monotonic() - state["since"] > KILL_GRACE_S:
+                _kill_group(pid, signal.SIGKILL)
         try:
-            message = _receive(sock)
-        except (OSError, EOFError, ValueError) as exc:
-            _kill_group(state["pid"], signal.SIGKILL)
-            print(f"metasig warm worker: lost the server while job {state['pid']} ran ({exc})", file=sys.stderr)
+            kind, code, used = _receive(sock)
+            if kind != "exit":
+                raise ValueError(f"unexpected message {kind!r}")
+        except Exception as exc:
+            _kill_group(pid, signal.SIGKILL)
+            print(f"metasig warm worker: lost the server while job {pid} ran ({exc!r})", file=sys.stderr)
             return 1
-        code, used = message[1], message[2]
     except _Cancelled:
         return 128 + state["signum"]
     finally:
