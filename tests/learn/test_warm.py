@@ -84,7 +84,10 @@ class Warm:
     def close(self):
         pids = self.servers()
         for pid in pids:
-            os.kill(pid, signal.SIGTERM)
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:  # killed by its test
+                pass
         for pid in pids:
             assert _gone(pid), f"server {pid} did not exit on SIGTERM"
         assert not list(self.dir.glob("*.sock")) if self.dir.is_dir() else True
@@ -206,6 +209,22 @@ def test_cancelling_the_client_kills_the_job(warm, tmp_path, signum):
     assert proc.returncode == (-signal.SIGKILL if signum == signal.SIGKILL else 128 + signum)
     assert _gone(child)  # SIGKILL: the server sees the client go and kills the job
     assert len(warm.servers()) == 1  # the server survives its job
+
+
+def test_a_server_lost_mid_job_fails_the_job_without_running_it_again(warm, tmp_path):
+    proc = warm.start("wjobs:sleep", {"out": str(tmp_path / "pid")})
+    child = _wait_for(tmp_path / "pid")
+    [server] = warm.servers()
+    os.kill(server, signal.SIGKILL)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert "lost the server" in err and NOTE not in err
+    assert _gone(child)
+    assert int((tmp_path / "pid").read_text()) == child  # not run again in the client
+    # the next job finds the dead server's socket, starts a new one
+    rc, _, err, _ = warm.run("wjobs:ok", {"out": str(tmp_path / "a")})
+    assert rc == 0, err
+    assert NOTE not in err and warm.servers() == [_fields(tmp_path / "a")[1]] != [server]
 
 
 def test_concurrent_clients_share_one_new_server(warm, tmp_path):
