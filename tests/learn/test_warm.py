@@ -289,3 +289,13 @@ def test_a_training_job_gives_identical_outputs_in_process_and_warm(warm, tmp_pa
         outputs[mode] = {name: (tmp_path / f"out{mode}" / name).read_bytes() for name in names}
     assert len(warm.servers()) == 1  # the second run went through the server
     assert outputs["0"] == outputs["1"]
+
+
+def test_the_jit_warm_up_runs_the_training_path_cleanly(capsys):
+    """What the server runs before forking when skglm is loaded: tiny single-threaded elastic-net
+    jobs (binary and multiclass) through metasig.learn.job; a failure would only be logged."""
+    from metasig.learn import warm_server
+
+    warm_server.warm_jit()
+    err = capsys.readouterr().err
+    assert "JIT warm-up" in err and "failed" not in err
