@@ -43,9 +43,10 @@ PRELOAD = (
     "metasig.learn.*",
     "threadpoolctl",
     "xgboost",
-    "lifelines",
+    "pyarrow.pandas_compat",  # reading the matrix
+    "pandas.io.formats.csvs",  # writing predictions.tsv
     "sksurv.functions",
-    "sksurv.linear_model.coxph",
+    "sksurv.linear_model",  # metasig.learn.cox: CoxnetSurvivalAnalysis, BreslowEstimator
     "sksurv.metrics",
     "sksurv.nonparametric",
     "sksurv.util",

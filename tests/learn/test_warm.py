@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from metasig import io
+from metasig.data.groups_file import write_groups
 
 REPO = Path(__file__).resolve().parents[2]
 JOBS = textwrap.dedent(
@@ -257,7 +258,7 @@ def _study(folder):
     matrix.iloc[:20, :3] += 1.0
     io.write_matrix(matrix, folder / "m.parquet", "log2", "symbol", extra={"source": "test"})
     io.write_sheet(pd.DataFrame({"sample": matrix.index, "status": ["yes"] * 20 + ["no"] * 20}), folder / "s.tsv")
-    io.write_json({"g": {"genes": genes[:6]}}, folder / "g.json")
+    write_groups({"g": {"genes": genes[:6], "missing": []}}, folder / "g.json")
 
 
 @pytest.mark.parametrize("kind", ["elasticnet", "xgboost"])
