@@ -123,8 +123,9 @@ def train(
     t0 = clock.perf_counter()
     # metric columns use the label strings of the fitted classes (0/1 for binary)
     metric_fn = metric_fn_for(kind, None if kind == "survival" else [str(c) for c in np.unique(y)])
-    real_metrics = bootstrap_ci(real, metric_fn, int(cv["bootstrap"]), seed)
-    perm_metrics = bootstrap_ci(permuted, metric_fn, int(cv["bootstrap"]), seed)
+    by_sample = None if groups is None else dict(zip(X.index.astype(str), groups))  # cluster bootstrap
+    real_metrics = bootstrap_ci(real, metric_fn, int(cv["bootstrap"]), seed, groups=by_sample)
+    perm_metrics = bootstrap_ci(permuted, metric_fn, int(cv["bootstrap"]), seed, groups=by_sample)
     timing["bootstrap_seconds"] = clock.perf_counter() - t0
 
     headline = "c_index" if kind == "survival" else "roc_auc"

@@ -200,6 +200,29 @@ def test_job_records_grouping_and_keeps_groups_together_in_every_control(duplica
     assert (tmp_path / "a" / "metrics.json").read_bytes() == (tmp_path / "b" / "metrics.json").read_bytes()
 
 
+def test_grouped_bootstrap_resamples_patients():
+    """Five identical copies of each of 40 patients: resampling the copies one by one pretends
+    to 200 independent samples; resampling patients gives the wider, honest interval."""
+    rng = np.random.default_rng(4)
+    label = rng.permutation(np.r_[np.zeros(20, int), np.ones(20, int)])
+    score = np.clip(0.5 + 0.25 * (label - 0.5) + rng.normal(scale=0.25, size=40), 0, 1)
+    patient = np.repeat(np.arange(40), 5)
+    pred = pd.DataFrame(
+        {"repeat": 0, "fold": 0, "sample": [f"s{i}" for i in range(200)], "y_true": label[patient]}
+    ).assign(score=score[patient])
+    fn = metrics.classification_metric_fn(BINARY)
+    plain = metrics.bootstrap_ci(pred, fn, 500, 0)["roc_auc"]
+    grouped = metrics.bootstrap_ci(pred, fn, 500, 0, groups=dict(zip(pred["sample"], patient)))["roc_auc"]
+    assert plain["estimate"] == grouped["estimate"]
+    width = {k: ci["ci_high"] - ci["ci_low"] for k, ci in (("plain", plain), ("grouped", grouped))}
+    assert width["grouped"] > 1.7 * width["plain"]  # about sqrt(5) wider
+    # one group per sample: the same as no groups
+    same = metrics.bootstrap_ci(pred, fn, 500, 0, groups={s: s for s in pred["sample"]})["roc_auc"]
+    assert same == plain
+    with pytest.raises(ValueError, match="no group for sample s0"):
+        metrics.bootstrap_ci(pred, fn, 50, 0, groups={"s1": 1})
+
+
 def test_leave_one_group_out(duplicates, tmp_path):
     X, y, patient = duplicates
     batch = np.array([f"B{int(p[1:]) % 6}" for p in patient])  # 6 batches of 10 patients
