@@ -397,3 +397,38 @@ def test_training_job_reads_the_group_column(tmp_path, duplicates):
     with pytest.raises(InputError) as err:
         job("bad")
     assert err.value.field == "patient" and "s0" in err.value.problem and not (tmp_path / "bad").exists()
+
+
+def test_up_front_input_check_names_dataset_task_and_column(tmp_path):
+    """The check every local dataset gets while Snakemake plans the run (before any job)."""
+    from metasig.data import steps as data_steps
+
+    sheet = _sheet(n_patients=12, per=2)
+    matrix = pd.DataFrame(
+        np.random.default_rng(0).poisson(50, (len(sheet), 6)),
+        index=sheet["sample"],
+        columns=[f"G{i}" for i in range(6)],
+    )
+    (tmp_path / "input").mkdir()
+    matrix.rename_axis("sample").to_csv(tmp_path / "input" / "m.csv")
+    sheet.to_csv(tmp_path / "input" / "s.tsv", sep="\t", index=False)
+    ds = {
+        "source": "table",
+        "matrix": "input/m.csv",
+        "samples": "input/s.tsv",
+        "unit": "counts",
+        "namespace": "symbol",
+        "gene_groups": {"ALL": "ALL"},
+        "tasks": {"t": BIN},
+    }
+
+    def check(folds):
+        return data_steps.check_inputs(
+            {"d": (ds, {"ALL": "ALL"}, {"t": folds})}, "my.yaml", "cache", tmp_path / "mk", tmp_path
+        )
+
+    with pytest.raises(InputError) as err:
+        check({"outer_folds": 3, "inner_folds": 2, "group_by": "donor", "scheme": "kfold"})
+    assert (err.value.file, err.value.field) == ("input/s.tsv", "donor")
+    assert "datasets.d.tasks.t.cv.group_by" in err.value.problem
+    assert check({"outer_folds": 3, "inner_folds": 2, "group_by": "patient", "scheme": "kfold"}) is True
