@@ -143,7 +143,7 @@ def duplicates():
 
 
 CV = {"outer_folds": 5, "outer_repeats": 1, "inner_folds": 3, "bootstrap": 200, "permuted_repeats": 1}
-FOREST = {"kind": "random_forest", "params": {"n_estimators": 50}, "search": {"min_samples_leaf": [1, 3]}}
+FOREST = {"kind": "random_forest", "params": {"n_estimators": 20}, "search": {"min_samples_leaf": [1, 3]}}
 TASK = {"type": "binary", "label": "y", "positive": "1"}
 
 
@@ -194,8 +194,8 @@ def test_job_records_grouping_and_keeps_groups_together_in_every_control(duplica
     write_outputs(result, tmp_path / "a", identity, list(X.columns))
     doc = json.loads((tmp_path / "a" / "metrics.json").read_text())
     assert doc["cv"]["group_by"] == "patient" and doc["cv"]["scheme"] == "kfold" and doc["cv"]["n_groups"] == 60
-    # same seed, same bytes
-    again = train(X, y, TASK, FOREST, cv, {"scale": True}, "none", seed=5, groups=patient)
+    # same seed, same bytes, with outer folds fitted two at a time
+    again = train(X, y, TASK, FOREST, cv, {"scale": True}, "none", seed=5, n_jobs=2, groups=patient)
     write_outputs(again, tmp_path / "b", identity, list(X.columns))
     assert (tmp_path / "a" / "metrics.json").read_bytes() == (tmp_path / "b" / "metrics.json").read_bytes()
 
@@ -227,14 +227,13 @@ def test_leave_one_group_out(duplicates, tmp_path):
     X, y, patient = duplicates
     batch = np.array([f"B{int(p[1:]) % 6}" for p in patient])  # 6 batches of 10 patients
     cv = {**CV, "outer_repeats": 3, "group_by": "batch", "scheme": "leave_one_group_out"}
-    model = {"kind": "elasticnet", "search": {"C": [0.1, 1.0], "l1_ratio": [0.5]}}
-    result = train(X, y, TASK, model, cv, {"scale": True}, "none", seed=0, groups=batch)
+    result = train(X, y, TASK, FOREST, cv, {"scale": True}, "none", seed=0, groups=batch)
     real = result.predictions[result.predictions["control"] == "real"]
     assert set(real["repeat"]) == {0} and len(real) == len(X)  # one repeat, each sample once
     by_fold = real.assign(batch=real["sample"].map(dict(zip(X.index, batch)))).groupby("fold")["batch"]
     assert (by_fold.nunique() == 1).all() and sorted(by_fold.first()) == sorted(set(batch))
     assert result.cv["outer_folds"] == 6 and result.cv["outer_repeats"] == 1
-    identity = {"dataset": "d", "task": "t", "group": "ALL", "model": "enet", "model_kind": "elasticnet"}
+    identity = {"dataset": "d", "task": "t", "group": "ALL", "model": "rf", "model_kind": "random_forest"}
     write_outputs(result, tmp_path, identity, list(X.columns))
     doc = json.loads((tmp_path / "metrics.json").read_text())
     assert doc["cv"]["scheme"] == "leave_one_group_out" and doc["cv"]["n_groups"] == 6
@@ -242,9 +241,8 @@ def test_leave_one_group_out(duplicates, tmp_path):
 
 def test_ungrouped_metrics_json_records_no_grouping(duplicates, tmp_path):
     X, y, _ = duplicates
-    model = {"kind": "elasticnet", "search": {"C": [1.0], "l1_ratio": [0.5]}}
-    result = train(X, y, TASK, model, CV, {"scale": True}, "none", seed=0)
-    identity = {"dataset": "d", "task": "t", "group": "ALL", "model": "enet", "model_kind": "elasticnet"}
+    result = train(X, y, TASK, FOREST, CV, {"scale": True}, "none", seed=0)
+    identity = {"dataset": "d", "task": "t", "group": "ALL", "model": "rf", "model_kind": "random_forest"}
     write_outputs(result, tmp_path, identity, list(X.columns))
     assert set(json.loads((tmp_path / "metrics.json").read_text())["cv"]) == {
         "outer_folds",
@@ -254,7 +252,7 @@ def test_ungrouped_metrics_json_records_no_grouping(duplicates, tmp_path):
         "permuted_repeats",
     }
     with pytest.raises(ValueError, match="go together"):
-        train(X, y, TASK, model, {**CV, "group_by": "patient"}, {"scale": True}, "none", seed=0)
+        train(X, y, TASK, FOREST, {**CV, "group_by": "patient"}, {"scale": True}, "none", seed=0)
 
 
 # ---- up-front checks ----------------------------------------------------------------------------
