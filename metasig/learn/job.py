@@ -95,6 +95,8 @@ def train(
     timing = {}
 
     ran = effective(cv, groups)  # leave-one-group-out: one fold per group, one repeat
+    if ran["outer_repeats"] != int(cv["outer_repeats"]):
+        log.info("leave_one_group_out has no randomness to repeat: one repeat (cv.outer_repeats is not used)")
     log.info(
         "nested CV, real labels: %d samples x %d features, %s x %s outer folds%s",
         len(y),

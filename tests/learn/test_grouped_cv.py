@@ -350,6 +350,8 @@ def test_scheme_needs_group_by_in_the_config(tmp_path):
         "group_by": "patient",
         "scheme": "leave_one_group_out",
     }
+    cfg["datasets"]["d"]["tasks"]["t"]["cv"] = {"group_by": None}  # a task may opt out of a top-level grouping
+    assert mconfig.fold_settings(mconfig.check(cfg, "c.yaml"), "d", "t") == {"outer_folds": 5, "inner_folds": 3}
     cfg.pop("cv")
     cfg["datasets"]["d"]["tasks"]["t"].pop("cv")
     assert mconfig.fold_settings(mconfig.check(cfg, "c.yaml"), "d", "t") == {"outer_folds": 5, "inner_folds": 3}
