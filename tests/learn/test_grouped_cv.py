@@ -432,3 +432,26 @@ def test_up_front_input_check_names_dataset_task_and_column(tmp_path):
     assert (err.value.file, err.value.field) == ("input/s.tsv", "donor")
     assert "datasets.d.tasks.t.cv.group_by" in err.value.problem
     assert check({"outer_folds": 3, "inner_folds": 2, "group_by": "patient", "scheme": "kfold"}) is True
+
+
+def test_survival_job_keeps_patients_together():
+    """Survival: folds stratified on the event and grouped; the control moves (time, event) by patient."""
+    rng = np.random.default_rng(8)
+    patient = np.repeat(np.arange(40), 2)
+    X = pd.DataFrame(rng.normal(size=(40, 4))[patient] + rng.normal(scale=0.1, size=(80, 4)))
+    X.index = [f"s{i}" for i in range(80)]
+    X.columns = [f"g{j}" for j in range(4)]
+    y = np.empty(80, dtype=[("event", bool), ("time", float)])
+    y["event"] = (rng.random(40) < 0.5)[patient]
+    y["time"] = rng.uniform(10, 100, 40)[patient]
+    groups = np.array([f"P{p}" for p in patient])
+    model = {"kind": "coxph", "search": {"penalizer": [0.1, 1.0], "l1_ratio": [0.0]}}
+    cv = {**CV, "outer_folds": 3, "inner_folds": 2, "group_by": "patient"}
+    result = train(
+        X, y, {"type": "survival", "time": "time", "event": "event"}, model, cv, {}, "none", 1, groups=groups
+    )
+    pred = result.predictions.assign(patient=lambda f: f["sample"].map(dict(zip(X.index, groups))))
+    assert (pred.groupby(["control", "repeat", "patient"])["fold"].nunique() == 1).all()
+    permuted = pred[pred["control"] == "permuted"]
+    assert (permuted.groupby("patient")[["time", "event"]].nunique() == 1).all().all()
+    assert np.isfinite(result.metrics["c_index"]["estimate"]) and result.cv["n_groups"] == 40
