@@ -181,6 +181,13 @@ def check(config, config_file="config", base_dir="."):
                         f"{twhere}.groups",
                         f"gene group '{gname}' is not defined for dataset '{dname}' (defined: {groups})",
                     )
+            cv = cv_settings(config, dname, tname)
+            if cv["scheme"] != "kfold" and not cv.get("group_by"):
+                raise InputError(
+                    config_file,
+                    f"{twhere}.cv.scheme",
+                    f"scheme {cv['scheme']} needs cv.group_by (the sample-sheet column whose groups are left out)",
+                )
             gate = task.get("gate")
             if gate:
                 if gate["metric"] not in METRICS[task["type"]] or gate["metric"] in LOWER_IS_BETTER:
@@ -388,6 +395,15 @@ def uses_gpu(config, model):
 
 def cv_settings(config, dataset, task):
     return {**schema_defaults("cv"), **config.get("cv", {}), **config["datasets"][dataset]["tasks"][task].get("cv", {})}
+
+
+def fold_settings(config, dataset, task):
+    """What a task's samples are checked against before any training (metasig.data.checks.check_folds):
+    the fold counts, and with grouped CV the group column and scheme (only then, so that the
+    checks' inputs of an ungrouped study do not change)."""
+    cv = cv_settings(config, dataset, task)
+    keys = ("outer_folds", "inner_folds") + (("group_by", "scheme") if cv.get("group_by") else ())
+    return {k: cv[k] for k in keys}
 
 
 def gate_settings(config, dataset, task):
