@@ -71,7 +71,7 @@ use rule train as train_gpu with:
 # The random-gene-set control of one (dataset, task, group, model) with `random_sets.count` K > 0:
 # all K random sets in one job (each a nested CV, no permuted control or final fit), so a study of
 # 50 groups x K = 100 is 50 jobs per model, not 5,000; on a cluster they bundle with the training
-# jobs (group "train"). Memory grows with each retry as in rule train.
+# jobs (group "train"). Memory grows with each retry as in rule train, the runtime also with K.
 rule random_sets:
     input:
         matrix="results/{dataset}/normalized.parquet",
@@ -90,10 +90,9 @@ rule random_sets:
     threads: train_threads
     resources:
         mem_mb=lambda wildcards, attempt: 2000 * attempt,
+        runtime=random_sets_runtime,
     params:
-        sets=lambda wildcards: mconfig.random_sets_settings(
-            config, wildcards.dataset, wildcards.task
-        )["count"],
+        sets=random_set_count,
         task=task_cfg,
         model=lambda wildcards: mconfig.model_settings(config, wildcards.model),
         cv=lambda wildcards: mconfig.cv_settings(
