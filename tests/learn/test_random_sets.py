@@ -139,3 +139,31 @@ def test_job_writes_one_row_per_set_with_the_group_size(planted, tmp_path):
     first = out.read_bytes()
     steps.train_random_sets(*files, out, **args)
     assert out.read_bytes() == first  # the same sets and scores on a rerun
+
+
+def test_a_groups_covariates_stay_in_every_random_set(planted, tmp_path):
+    """Covariates are not genes: they are neither drawn nor counted, and every random set keeps them."""
+    X, y = planted
+    sheet = pd.DataFrame({"sample": X.index, "status": np.where(y == 1, "case", "control"), "age": y * 10.0})
+    io.write_matrix(X, tmp_path / "normalized.parquet", unit="log2", namespace="feature")
+    io.write_sheet(sheet, tmp_path / "samples.tsv")
+    write_groups({"mixed": {"genes": ["G0500", "G0501", "age"], "missing": []}}, tmp_path / "groups.json")
+    out = tmp_path / "random_sets.tsv"
+    files = [tmp_path / "normalized.parquet", tmp_path / "samples.tsv", tmp_path / "groups.json"]
+    steps.train_random_sets(
+        *files,
+        out,
+        identity={"dataset": "syn", "task": "status", "group": "mixed", "model": "enet"},
+        count=2,
+        task_cfg={"type": "binary", "label": "status", "positive": "case"},
+        model_cfg=MODEL,
+        cv=CV,
+        preprocessing=PREP,
+        normalization="none",
+        covariates=["age"],
+        seed=3,
+    )
+    table = read_random_sets(out)
+    assert (table["n_genes"] == 2).all() and not any("age" in g for g in table["genes"])
+    # age separates the classes perfectly, so every set that keeps it scores 1.0
+    assert (metric_values(table, "roc_auc") == 1.0).all()
