@@ -3,6 +3,7 @@ helpers the Snakefile uses to enumerate jobs. Everything here runs before any jo
 
 import difflib
 import functools
+import math
 import re
 import sys
 from copy import deepcopy
@@ -188,6 +189,7 @@ def check(config, config_file="config", base_dir="."):
                     f"{twhere}.cv.scheme",
                     f"scheme {cv['scheme']} needs cv.group_by (the sample-sheet column whose groups are left out)",
                 )
+            check_random_sets(config, dname, tname, config_file, base_dir)
             gate = task.get("gate")
             if gate:
                 if gate["metric"] not in METRICS[task["type"]] or gate["metric"] in LOWER_IS_BETTER:
@@ -198,6 +200,56 @@ def check(config, config_file="config", base_dir="."):
                         f"'{gate['metric']}' cannot gate a {task['type']} task; use one of {allowed}",
                     )
     return config
+
+
+def check_random_sets(config, dataset, task, config_file="config", base_dir="."):
+    """`random_sets` names groups and models of the task, never an ALL group (its random sets
+    would be the group itself); `gate.beat_random` needs random sets, enough of them to reach
+    `gate.random_p`, for every (group, model) it gates. Checked here, before any training."""
+    where = f"datasets.{dataset}.tasks.{task}"
+    task_cfg = config["datasets"][dataset]["tasks"][task]
+    spec = task_cfg.get("random_sets") or {}
+    groups, entries = task_groups(config, dataset, task, base_dir), config["datasets"][dataset]["gene_groups"]
+    for gname in spec.get("groups", []):
+        if gname not in groups:
+            raise InputError(
+                config_file,
+                f"{where}.random_sets.groups",
+                f"gene group '{gname}' is not one of the task's groups ({groups})",
+            )
+        if entries.get(gname) == "ALL":
+            raise InputError(
+                config_file,
+                f"{where}.random_sets.groups",
+                f"group '{gname}' is ALL: a random set of all genes is the group itself; list a smaller group",
+            )
+    for mname in spec.get("models", []):
+        if mname not in task_cfg["models"]:
+            raise InputError(
+                config_file,
+                f"{where}.random_sets.models",
+                f"model '{mname}' is not one of the task's models ({task_cfg['models']})",
+            )
+    gate = gate_settings(config, dataset, task)
+    if not gate["beat_random"]:
+        return
+    count = random_sets_settings(config, dataset, task)["count"]
+    covered = {(g, m) for g, m, _ in random_set_jobs_of_task(config, dataset, task, base_dir)}
+    missing = [f"{g}/{m}" for g in groups for m in task_cfg["models"] if (g, m) not in covered]
+    if missing:
+        raise InputError(
+            config_file,
+            f"{where}.gate.beat_random",
+            f"needs random gene sets for every gated model, but {', '.join(missing)} have none; set "
+            f"{where}.random_sets.count (and its groups/models), or narrow the task's groups/models",
+        )
+    if 1 / (1 + count) > gate["random_p"]:
+        raise InputError(
+            config_file,
+            f"{where}.random_sets.count",
+            f"{count} random sets can never give a p-value <= gate.random_p {gate['random_p']} "
+            f"(the smallest is 1 / (1 + {count})); use at least {math.ceil(1 / gate['random_p'] - 1)}",
+        )
 
 
 def check_model_parameters(models, config_file="config"):
@@ -376,6 +428,32 @@ def jobs(config, base_dir="."):
                 for mname in task["models"]:
                     out.append((dname, tname, gname, mname))
     return out
+
+
+def random_sets_settings(config, dataset, task):
+    """A task's random-gene-set control with the schema's defaults: {"count", ["groups"], ["models"]}."""
+    return {**schema_defaults("random_sets"), **(config["datasets"][dataset]["tasks"][task].get("random_sets") or {})}
+
+
+def random_set_jobs_of_task(config, dataset, task, base_dir="."):
+    """(group, model, count) of every random-set job of one task (none when count is 0)."""
+    spec = random_sets_settings(config, dataset, task)
+    if not spec["count"]:
+        return []
+    entries = config["datasets"][dataset]["gene_groups"]
+    default = [g for g in task_groups(config, dataset, task, base_dir) if entries.get(g) != "ALL"]
+    models = spec.get("models") or config["datasets"][dataset]["tasks"][task]["models"]
+    return [(g, m, int(spec["count"])) for g in spec.get("groups") or default for m in models]
+
+
+def random_set_jobs(config, base_dir="."):
+    """Every (dataset, task, group, model) with random gene sets, in config order (a subset of `jobs`)."""
+    return [
+        (d, t, g, m)
+        for d, dataset in config["datasets"].items()
+        for t in dataset["tasks"]
+        for g, m, _ in random_set_jobs_of_task(config, d, t, base_dir)
+    ]
 
 
 def model_settings(config, model):

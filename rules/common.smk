@@ -23,6 +23,7 @@ CONFIG_FILE = (workflow.configfiles or ["config"])[-1]
 config = mconfig.check(config, CONFIG_FILE)
 
 JOBS = mconfig.jobs(config)
+RANDOM_JOBS = mconfig.random_set_jobs(config)  # the jobs with a random-gene-set control
 
 
 def fold_settings(dataset):
@@ -137,6 +138,30 @@ def task_job_files(name):
     )
 
 
+def task_random_files(wildcards):
+    """random_sets.tsv of every job of the task that has random gene sets (maybe none)."""
+    return mlayout.job_files(
+        RANDOM_JOBS, mlayout.RANDOM_SETS, wildcards.dataset, wildcards.task
+    )
+
+
+def random_set_count(wildcards):
+    """K, the random gene sets of each of the task's tested (group, model)."""
+    return mconfig.random_sets_settings(config, wildcards.dataset, wildcards.task)[
+        "count"
+    ]
+
+
+def random_sets_runtime(wildcards, attempt):
+    """Cluster minutes of a random-set job: 15 + 1 per set, times the attempt. The default
+    study's sets took about 8 s each (elasticnet, 569 samples x 10 features)."""
+    return attempt * (15 + random_set_count(wildcards))
+
+
+def random_tasks():
+    return sorted({(d, t) for d, t, _, _ in RANDOM_JOBS})
+
+
 def tasks():
     return sorted({(d, t) for d, t, _, _ in JOBS})
 
@@ -155,6 +180,8 @@ def final_outputs():
         for job in JOBS
         for name in ("metrics.json", "model")
     ]
+    outputs += [mlayout.job_file(job, mlayout.RANDOM_SETS) for job in RANDOM_JOBS]
+    outputs += [f"results/plots/{d}/{t}/random_sets.svg" for d, t in random_tasks()]
     outputs += ["results/leaderboard.tsv", "results/registry/index.json"]
     if config["mlflow"]["enabled"]:
         outputs.append("results/mlflow/logged.json")

@@ -66,3 +66,43 @@ use rule train as train_gpu with:
     resources:
         mem_mb=lambda wildcards, attempt: 2000 * attempt,
         gpu=1,
+
+
+# The random-gene-set control of one (dataset, task, group, model) with `random_sets.count` K > 0:
+# all K random sets in one job (each a nested CV, no permuted control or final fit), so a study of
+# 50 groups x K = 100 is 50 jobs per model, not 5,000; on a cluster they bundle with the training
+# jobs (group "train"). Memory grows with each retry as in rule train, the runtime also with K.
+rule random_sets:
+    input:
+        matrix="results/{dataset}/normalized.parquet",
+        samples="results/{dataset}/samples.tsv",
+        groups="results/{dataset}/groups.json",
+    output:
+        f"{MODEL_DIR}/{mlayout.RANDOM_SETS}",
+    log:
+        "logs/{dataset}/{task}/{group}/{model}/random_sets.log",
+    benchmark:
+        "benchmarks/random_sets/{dataset}/{task}/{group}/{model}.tsv"
+    group:
+        "train"
+    conda:
+        "../envs/ml.yaml"
+    threads: train_threads
+    resources:
+        mem_mb=lambda wildcards, attempt: 2000 * attempt,
+        runtime=random_sets_runtime,
+    params:
+        sets=random_set_count,
+        task=task_cfg,
+        model=lambda wildcards: mconfig.model_settings(config, wildcards.model),
+        cv=lambda wildcards: mconfig.cv_settings(
+            config, wildcards.dataset, wildcards.task
+        ),
+        preprocessing=lambda wildcards: mconfig.preprocessing_settings(
+            config, wildcards.dataset
+        ),
+        normalization=lambda wildcards: mconfig.normalization(config, wildcards.dataset),
+        covariates=lambda wildcards: dataset_cfg(wildcards).get("covariates", []),
+        seed=config["seed"],
+    script:
+        "../scripts/random_sets.py"

@@ -1,7 +1,8 @@
 # Gate each task's models, register those that pass, log them to MLflow, tabulate everything.
 rule gate:
     input:
-        task_job_files("metrics.json"),
+        metrics=task_job_files("metrics.json"),
+        random_sets=task_random_files,
     output:
         report(
             "results/gate/{dataset}/{task}.tsv",

@@ -75,3 +75,26 @@ use rule plot_leaderboard as plot_importance with:
         "benchmarks/{dataset}/{task}/plot_importance.tsv"
     params:
         figure="importance",
+
+
+# Each signature of a task against its random gene sets (only tasks with `random_sets.count` > 0).
+rule plot_random_sets:
+    input:
+        metrics=lambda wildcards: mlayout.job_files(
+            RANDOM_JOBS, mlayout.METRICS, wildcards.dataset, wildcards.task
+        ),
+        random_sets=task_random_files,
+    output:
+        plot_rule_output("random_sets"),
+    log:
+        "logs/{dataset}/{task}/plot_random_sets.log",
+    benchmark:
+        "benchmarks/{dataset}/{task}/plot_random_sets.tsv"
+    conda:
+        "../envs/report.yaml"
+    params:
+        gate=lambda wildcards: mconfig.gate_settings(
+            config, wildcards.dataset, wildcards.task
+        ),
+    script:
+        "../scripts/plot_random_sets.py"

@@ -9,6 +9,7 @@ MODELS_ROOT = "results/models"
 MODEL_DIR = f"{MODELS_ROOT}/{{dataset}}/{{task}}/{{group}}/{{model}}"  # a Snakemake pattern
 ARTIFACT_DIR = "model"
 METRICS = "metrics.json"
+RANDOM_SETS = "random_sets.tsv"  # the random-gene-set control (metasig.learn.random_sets_file), when configured
 IDENTITY = ("dataset", "task", "group", "model")
 
 
@@ -30,3 +31,8 @@ def job_files(jobs, name, dataset=None, task=None) -> list:
 def models_root(artifact_dir) -> str:
     """The models root a job's artifact folder (…/{dataset}/{task}/{group}/{model}/model) is under."""
     return str(Path(artifact_dir).parents[len(IDENTITY)])
+
+
+def job_of(path) -> tuple:
+    """(dataset, task, group, model) of a file directly in a job's folder."""
+    return tuple(Path(path).parent.parts[-len(IDENTITY) :])

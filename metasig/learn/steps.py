@@ -5,11 +5,12 @@ import logging
 from metasig import io
 from metasig.data.groups_file import group_genes
 from metasig.data.normalize import IN_FOLD
+from metasig.errors import InputError
 from metasig.logs import logged
 
 log = logging.getLogger("metasig")
 
-__all__ = ["logged", "feature_frame", "train"]
+__all__ = ["logged", "feature_frame", "train", "train_random_sets"]
 
 
 def feature_frame(matrix_in, samples_in, groups_in, group, task_cfg, covariates, normalization, sheet=None):
@@ -95,3 +96,81 @@ def train(
         list(X.columns),
         left_out=left,
     )
+
+
+def train_random_sets(
+    matrix_in,
+    samples_in,
+    groups_in,
+    out,
+    identity,
+    count,
+    task_cfg,
+    model_cfg,
+    cv,
+    preprocessing,
+    normalization,
+    covariates,
+    seed,
+    threads=1,
+):
+    """The random-gene-set control of one (dataset, task, group, model) job: `count` random sets of
+    the group's gene count (see metasig.learn.random_sets), each through the job's nested CV; writes
+    random_sets.tsv. The matrix is read once; each set is a column selection of it."""
+    from threadpoolctl import threadpool_limits
+
+    from metasig.learn import random_sets, tasks
+    from metasig.learn.random_sets_file import write_random_sets
+
+    sheet = io.read_sheet(samples_in)
+    samples, y = tasks.target(sheet, task_cfg, sheet_file=samples_in)
+    groups = None
+    if cv.get("group_by"):  # the signature's grouped folds, so both are scored on the same splits
+        where = f"task {identity.get('task')}: cv.group_by"
+        groups = tasks.group_values(sheet, samples, cv["group_by"], samples_in, where)
+    covariates = list(covariates or [])
+    names = [c for c in io.matrix_columns(matrix_in) if c not in covariates]
+    measured = set(names)
+    features = group_genes(groups_in, identity["group"])
+    genes = [f for f in features if f in measured]
+    own_covariates = [f for f in features if f in covariates]
+    if not 0 < len(genes) < len(measured):
+        raise InputError(
+            groups_in,
+            identity["group"],
+            f"random gene sets need a group with some but not all of the dataset's {len(measured)} measured genes "
+            f"(it has {len(genes)}); leave it out of random_sets.groups",
+        )
+    matrix, _ = io.read_matrix(matrix_in, columns=names)
+    if own_covariates:
+        matrix = matrix.join(sheet.set_index("sample")[own_covariates].astype(float))
+    matrix = matrix.loc[samples]
+    in_fold = normalization in IN_FOLD
+    position = {gene: i for i, gene in enumerate(names)}
+
+    def frame_of(chosen):
+        if in_fold:  # every gene for the in-fold size factors, narrowed to the set after them
+            return matrix[names + own_covariates], [position[g] for g in chosen]
+        return matrix[chosen + own_covariates], None
+
+    kind = task_cfg["type"]
+    headline = "c_index" if kind == "survival" else "roc_auc"
+    log.info(
+        "%s: %d random sets of %d genes (+ %d covariates) from %d measured genes, %d samples",
+        ".".join(identity.values()),
+        count,
+        len(genes),
+        len(own_covariates),
+        len(measured),
+        len(samples),
+    )
+
+    def scorer(X, subset):
+        return random_sets.score(
+            X, y, kind, model_cfg, cv, preprocessing, normalization, seed, own_covariates, subset, int(threads), groups
+        )
+
+    seeds = random_sets.set_seeds(seed, identity["dataset"], identity["task"], identity["group"], int(count))
+    with threadpool_limits(limits=int(threads)):
+        rows = random_sets.run(frame_of, names, len(genes), seeds, scorer, headline)
+    write_random_sets(rows, out)

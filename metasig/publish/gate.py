@@ -5,6 +5,12 @@ A gate is {"metric", "bound": "estimate"|"ci_low", "min", "beat_permuted"} (see
 
     metrics[metric][bound] >= min
     and (not beat_permuted or metrics[metric]["ci_low"] > permuted[metric]["ci_high"])
+    and (not beat_random or random-gene-set p-value <= random_p)
+
+The random-gene-set control (`metasig.learn.random_sets`) asks whether the model's gene group beats
+gene sets of its size drawn at random: p = (1 + #random >= model) / (1 + K) on the gate metric's
+estimate. `gate.beat_random` (default off) requires it; the config check makes sure every gated model
+then has random sets, enough to reach `random_p`.
 
 The default gate asks for a lower confidence bound above the permuted-label control, so a model that
 only predicts the majority class cannot pass. The reference notebooks' gate ("accuracy > 0.4", no
@@ -27,7 +33,9 @@ import pandas as pd
 
 from metasig.config import LOWER_IS_BETTER
 from metasig.learn.metrics_file import interval
-from metasig.publish.gate_table import GATE_COLUMNS
+from metasig.learn.random_sets import compare
+from metasig.learn.random_sets_file import metric_values
+from metasig.publish.gate_table import GATE_COLUMNS, ID_COLUMNS, RANDOM_COLUMNS
 
 
 def _fmt(value, other=None):
@@ -58,8 +66,32 @@ def no_signal(metrics_doc: dict, metric: str):
     return bool(real["ci_low"] <= max(perm["ci_high"], CHANCE_LEVEL.get(metric, -math.inf)))
 
 
-def decide(metrics_doc: dict, gate: dict):
-    """Return (passed, reason); the reason is a sentence with the numbers it was decided on."""
+def random_control(metrics_doc: dict, metric: str, random_sets):
+    """The model's `metric` against its random gene sets (a random_sets.tsv frame, or None):
+    `metasig.learn.random_sets.compare`'s dict, or None without random sets."""
+    if random_sets is None:
+        return None
+    estimate = interval(metrics_doc.get("metrics"), metric)["estimate"]
+    return compare(estimate, metric_values(random_sets, metric))
+
+
+def _random_failure(metric, random, gate):
+    """Why the model does not beat its random gene sets (None if it does)."""
+    if not random or not random["random_sets"]:
+        return f"{metric} has no random gene sets to compare with (gate requires beating them)"
+    if not random["random_p"] <= float(gate["random_p"]):
+        return (
+            f"{metric} does not beat {random['random_sets']} random gene sets of its size: p = "
+            f"{_fmt(random['random_p'])} > {_fmt(float(gate['random_p']))} (random median "
+            f"{_fmt(random['random_median'])}, 95th percentile {_fmt(random['random_p95'])})"
+        )
+    return None
+
+
+def decide(metrics_doc: dict, gate: dict, random=None):
+    """Return (passed, reason); the reason is a sentence with the numbers it was decided on.
+    `random`: the model's random-gene-set comparison (`random_control`), needed when the gate has
+    `beat_random`: p-value <= `random_p`."""
     metric = gate["metric"]
     bound = gate.get("bound", "ci_low")
     minimum = float(gate["min"])
@@ -91,9 +123,19 @@ def decide(metrics_doc: dict, gate: dict):
                 f"{metric} ci_low {_fmt(real['ci_low'], perm['ci_high'])} does not exceed the permuted "
                 f"control's ci_high {_fmt(perm['ci_high'])} (no signal beyond chance)"
             )
+    beat_random = bool(gate.get("beat_random", False))
+    if beat_random and (failure := _random_failure(metric, random, gate)):
+        failures.append(failure)
     if failures:
         return False, "; ".join(failures)
+    passed, reason = _passed(metric, bound, value, minimum, real, perm, beat_permuted, beats)
+    if beat_random:
+        reason += f"; beats {random['random_sets']} random gene sets (p = {_fmt(random['random_p'])})"
+    return passed, reason
 
+
+def _passed(metric, bound, value, minimum, real, perm, beat_permuted, beats):
+    """(True, the sentence of a passing model's threshold and permuted-control checks)."""
     head = f"passed: {metric} {bound} {_fmt(value, minimum)} >= {_fmt(minimum)}"
     if beat_permuted:
         if bound == "ci_low":
@@ -110,16 +152,21 @@ def decide(metrics_doc: dict, gate: dict):
     return True, head
 
 
-def gate_task(metrics_docs, gate: dict) -> pd.DataFrame:
-    """One row per (group, model) of a task: the gate decision, its inputs and `no_signal`.
+def gate_task(metrics_docs, gate: dict, random_sets=None) -> pd.DataFrame:
+    """One row per (group, model) of a task: the gate decision, its inputs and `no_signal`, and the
+    random-gene-set control of the gate metric where the model has one.
 
+    `random_sets`: {(dataset, task, group, model): random_sets.tsv frame}, or None.
     `no_signal` uses the nullable boolean dtype: <NA> when there is no permuted control.
     """
     rows = []
+    random_sets = random_sets or {}
     for doc in metrics_docs:
         metric = gate["metric"]
         bound = gate.get("bound", "ci_low")
-        passed, reason = decide(doc, gate)
+        key = tuple(str(doc.get(k)) for k in ID_COLUMNS)
+        random = random_control(doc, metric, random_sets.get(key))
+        passed, reason = decide(doc, gate, random)
         real = interval(doc.get("metrics"), metric)
         perm = interval(doc.get("permuted"), metric)
         rows.append(
@@ -138,6 +185,9 @@ def gate_task(metrics_docs, gate: dict) -> pd.DataFrame:
                 "ci_high": real["ci_high"],
                 "permuted_ci_low": perm["ci_low"],
                 "permuted_ci_high": perm["ci_high"],
+                "beat_random": bool(gate.get("beat_random", False)),
+                "random_p_max": float(gate.get("random_p", 0.05)) if gate.get("beat_random") else math.nan,
+                **(random or {"random_sets": 0, **dict.fromkeys(RANDOM_COLUMNS[1:], math.nan)}),
                 "passed": bool(passed),
                 "no_signal": no_signal(doc, metric),
                 "reason": reason,
@@ -146,5 +196,7 @@ def gate_task(metrics_docs, gate: dict) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=GATE_COLUMNS)
     frame["passed"] = frame["passed"].astype(bool)
     frame["beat_permuted"] = frame["beat_permuted"].astype(bool)
+    frame["beat_random"] = frame["beat_random"].astype(bool)
+    frame["random_sets"] = frame["random_sets"].astype(int)
     frame["no_signal"] = frame["no_signal"].astype("boolean")
     return frame.sort_values(["dataset", "task", "group", "model"], kind="stable").reset_index(drop=True)

@@ -26,11 +26,19 @@ GATE_COLUMNS = [
     "ci_high",
     "permuted_ci_low",
     "permuted_ci_high",
+    "beat_random",
+    "random_p_max",
+    "random_sets",
+    "random_median",
+    "random_p95",
+    "random_p",
     "passed",
     "no_signal",
     "reason",
 ]
 ID_COLUMNS = ["dataset", "task", "group", "model"]
+# the random-gene-set control of the gate metric (metasig.learn.random_sets.compare); K = 0 without one
+RANDOM_COLUMNS = ["random_sets", "random_median", "random_p95", "random_p"]
 
 
 def write_gates(rows: pd.DataFrame, path):

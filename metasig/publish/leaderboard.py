@@ -1,5 +1,6 @@
-"""Leaderboard: one row per dataset x task x gene group x model, with CIs, the permuted control
-and the gate decision; plus a compact Markdown rendering for the README and the report."""
+"""Leaderboard: one row per dataset x task x gene group x model, with CIs, the permuted control,
+the gate decision and, where configured, the random-gene-set control of the gate metric; plus a
+compact Markdown rendering for the README and the report."""
 
 import math
 
@@ -7,7 +8,7 @@ import pandas as pd
 
 from metasig.config import METRICS as TASK_METRICS
 from metasig.learn.metrics_file import interval
-from metasig.publish.gate_table import ID_COLUMNS, flag, gate_lookup
+from metasig.publish.gate_table import ID_COLUMNS, RANDOM_COLUMNS, flag, gate_lookup
 
 
 def _metric_order(docs):
@@ -58,6 +59,10 @@ def leaderboard(metrics_docs, gate_rows=None) -> pd.DataFrame:
         row["gate_passed"] = flag(gate["passed"]) if gate else pd.NA
         row["gate_reason"] = gate.get("reason") if gate else pd.NA
         row["no_signal"] = flag(gate.get("no_signal")) if gate else pd.NA
+        # the random-gene-set control of the gate metric, on rows that have one (K > 0)
+        has_random = gate is not None and (_number(gate.get("random_sets")) or 0) > 0
+        for column in RANDOM_COLUMNS:
+            row[column] = _number(gate.get(column)) if has_random else pd.NA
         rows.append(row)
 
     columns = (
@@ -66,10 +71,14 @@ def leaderboard(metrics_docs, gate_rows=None) -> pd.DataFrame:
         + [f"{m}{s}" for m in metrics for s in ("", "_ci_low", "_ci_high", "_pooled") if s != "_pooled" or m in pooled]
         + [f"permuted_{m}{s}" for m in metrics for s in ("", "_ci_low", "_ci_high")]
         + ["gate_metric", "gate_passed", "gate_reason", "no_signal"]
+        + RANDOM_COLUMNS
     )
     frame = pd.DataFrame(rows, columns=columns)
     frame["gate_passed"] = frame["gate_passed"].astype("boolean")
     frame["no_signal"] = frame["no_signal"].astype("boolean")
+    frame["random_sets"] = frame["random_sets"].astype("Int64")
+    for column in RANDOM_COLUMNS[1:]:
+        frame[column] = pd.to_numeric(frame[column]).astype(float)
     if frame.empty:
         return frame
     rank = [
@@ -86,6 +95,12 @@ def leaderboard(metrics_docs, gate_rows=None) -> pd.DataFrame:
     return frame.drop(columns="_rank").reset_index(drop=True)
 
 
+def _number(value):
+    """A gate-table number (read back from TSV, maybe empty) as a float, or None when missing."""
+    value = pd.to_numeric(value, errors="coerce")
+    return None if value is None or pd.isna(value) else float(value)
+
+
 def _cell(row, metric, digits):
     est = row.get(metric)
     if est is None or pd.isna(est):
@@ -96,13 +111,23 @@ def _cell(row, metric, digits):
     return f"{est:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
+def _random_cell(row, digits):
+    """ "100: 0.912, 0.951, p = 0.0099": the random-set control of the row's gate metric, or "–"."""
+    k = row.get("random_sets")
+    if k is None or pd.isna(k) or not k:
+        return "–"
+    return f"{int(k)}: {row['random_median']:.{digits}f}, {row['random_p95']:.{digits}f}, p = {row['random_p']:.2g}"
+
+
 def _escape(text):
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
 def to_markdown(df: pd.DataFrame, metrics=None, digits=3, reasons=False) -> str:
     """Compact Markdown table: identity, chosen metrics as "0.973 [0.962, 0.982]", the permuted
-    control of each row's gate metric, and the gate verdict ("pass", "fail", "no signal").
+    control of each row's gate metric, its random-gene-set control (when some row has one: K, the
+    random sets' median and 95th percentile, the p-value), and the gate verdict ("pass", "fail",
+    "no signal").
 
     metrics: which metrics to show (default: every metric with a value somewhere in `df`).
     reasons: add the gate's full sentence as a last column.
@@ -113,7 +138,9 @@ def to_markdown(df: pd.DataFrame, metrics=None, digits=3, reasons=False) -> str:
             for c in df.columns
             if f"{c}_ci_low" in df.columns and not c.startswith("permuted_") and df[c].notna().any()
         ]
-    header = ["dataset", "task", "group", "model", *metrics, "permuted (gate metric)", "gate"]
+    random = "random_sets" in df.columns and bool((df["random_sets"].fillna(0) > 0).any())
+    header = ["dataset", "task", "group", "model", *metrics, "permuted (gate metric)"]
+    header += ["random sets: K, median, p95, p"] * random + ["gate"]
     if reasons:
         header.append("reason")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -128,7 +155,8 @@ def to_markdown(df: pd.DataFrame, metrics=None, digits=3, reasons=False) -> str:
         verdict = "–" if pd.isna(passed) else ("pass" if passed else "fail")
         if not pd.isna(nosig) and bool(nosig):
             verdict += " (no signal)"
-        cells = [row.get(k) for k in ID_COLUMNS] + [_cell(row, m, digits) for m in metrics] + [permuted, verdict]
+        cells = [row.get(k) for k in ID_COLUMNS] + [_cell(row, m, digits) for m in metrics] + [permuted]
+        cells += [_random_cell(row, digits)] * random + [verdict]
         if reasons:
             cells.append("" if pd.isna(row.get("gate_reason")) else row.get("gate_reason"))
         lines.append("| " + " | ".join(_escape(c) for c in cells) + " |")

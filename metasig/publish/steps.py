@@ -13,10 +13,14 @@ log = logging.getLogger("metasig")
 __all__ = ["logged", "gate", "read_gates", "register", "log_mlflow", "leaderboard"]
 
 
-def gate(metrics_files, gate_cfg, gate_out):
+def gate(metrics_files, gate_cfg, gate_out, random_files=()):
+    """Gate a task's models; `random_files`: the random_sets.tsv of those that have them."""
+    from metasig.learn.layout import job_of
+    from metasig.learn.random_sets_file import read_random_sets
     from metasig.publish.gate import gate_task
 
-    rows = gate_task([read_metrics(f) for f in metrics_files], gate_cfg)
+    random_sets = {job_of(f): read_random_sets(f) for f in random_files}
+    rows = gate_task([read_metrics(f) for f in metrics_files], gate_cfg, random_sets)
     write_gates(rows, gate_out)
     log.info("%d of %d models passed the gate", int(rows["passed"].sum()), len(rows))
 

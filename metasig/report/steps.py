@@ -12,7 +12,7 @@ from metasig.publish.gate_table import read_gate
 
 log = logging.getLogger("metasig")
 
-__all__ = ["logged", "qc_plots", "plot_task", "plot_mapping"]
+__all__ = ["logged", "qc_plots", "plot_task", "plot_random_sets", "plot_mapping"]
 
 
 def qc_plots(matrix_in, samples_in, colour_by, qc_out, pca_out):
@@ -71,6 +71,20 @@ def plot_task(figure, metrics_files, prediction_files, importance_files, gate_fi
     else:
         raise ValueError(f"unknown figure {figure!r}")
     log.info("%s of %s (best: %s)", figure, out, label(best))
+
+
+def plot_random_sets(metrics_files, random_files, gate_cfg, out):
+    """A task's signatures against their random gene sets, on the gate metric. `metrics_files[i]`
+    and `random_files[i]` belong to the same (group, model) job."""
+    from metasig.learn.random_sets_file import metric_values, read_random_sets
+    from metasig.report.random_sets import random_sets_plot
+
+    metric = gate_cfg["metric"]
+    pairs = zip(metrics_files, random_files)
+    rows = [(read_metrics(m), metric_values(read_random_sets(r), metric, r)) for m, r in pairs]
+    where = " / ".join(str(rows[0][0][k]) for k in ("dataset", "task")) if rows else ""
+    random_sets_plot(rows, out, metric, title=f"{where}: {metric} of each gene group against random sets of its size")
+    log.info("random sets of %d model(s): %s", len(rows), out)
 
 
 def plot_mapping(table_in, floor, out):

@@ -93,3 +93,40 @@ def test_defaults_merge_in_order(default):
     assert cv["outer_folds"] == 10 and cv["outer_repeats"] == default["cv"]["outer_repeats"]
     assert mconfig.gate_settings(default, "gse7390", "metastasis")["metric"] == "c_index"
     assert mconfig.normalization(default, "wdbc") == "none"
+
+
+def test_random_sets_jobs_and_checks(default, monkeypatch):
+    """random_sets: jobs only for the listed (or default) groups and models; ALL is never a default
+    and cannot be listed; gate.beat_random needs random sets for every gated model, and enough of
+    them for the smallest p-value to reach random_p."""
+    monkeypatch.chdir(REPO)
+    task = ("datasets", "wdbc", "tasks", "malignancy")
+    cfg = mutate(default, (*task, "random_sets"), {"count": 20, "models": ["elasticnet"]})
+    jobs = mconfig.random_set_jobs(mconfig.check(cfg))
+    assert jobs == [("wdbc", "malignancy", g, "elasticnet") for g in ("mean", "worst")]  # not ALL
+    assert mconfig.random_set_jobs(mconfig.check(mutate(default, (*task, "random_sets"), KeyError))) == []
+    assert mconfig.check(mutate(default, (*task, "random_sets"), KeyError))["datasets"]["wdbc"]["tasks"]["malignancy"][
+        "random_sets"
+    ] == {"count": 0}  # the schema's default, filled in
+
+    def fails(random_sets, gate=None, field="random_sets.groups"):
+        bad = mutate(default, (*task, "random_sets"), random_sets)
+        if gate:
+            bad = mutate(bad, (*task, "gate"), gate)
+        with pytest.raises(InputError) as err:
+            mconfig.check(bad, "config.yaml")
+        assert f"datasets.wdbc.tasks.malignancy.{field}" in str(err.value), str(err.value)
+        return str(err.value)
+
+    assert "is ALL" in fails({"count": 5, "groups": ["ALL"]})
+    fails({"count": 5, "groups": ["nosuchgroup"]})
+    fails({"count": 5, "models": ["coxph"]}, field="random_sets.models")
+    beat = {"metric": "roc_auc", "min": 0.6, "beat_random": True}
+    message = fails({"count": 20, "groups": ["mean"], "models": ["elasticnet"]}, beat, "gate.beat_random")
+    assert "worst/elasticnet" in message and "mean/xgboost" in message and "mean/elasticnet" not in message
+    narrow = mutate(default, (*task, "groups"), ["mean"])
+    narrow = mutate(narrow, (*task, "models"), ["elasticnet"])
+    narrow = mutate(narrow, (*task, "gate"), beat)
+    mconfig.check(mutate(narrow, (*task, "random_sets"), {"count": 19}))  # 1/20 <= 0.05
+    with pytest.raises(InputError, match="random_sets.count"):
+        mconfig.check(mutate(narrow, (*task, "random_sets"), {"count": 18}))  # 1/19 > 0.05

@@ -59,7 +59,15 @@ def test_columns_rows_and_sorting():
     cols = list(lb.columns)
     assert cols.index("roc_auc") < cols.index("roc_auc_ci_low") < cols.index("roc_auc_ci_high")
     assert cols.index("ibs_ci_high") < cols.index("permuted_roc_auc") < cols.index("gate_passed")
-    assert cols[-3:] == ["gate_passed", "gate_reason", "no_signal"]
+    assert cols[-7:] == [
+        "gate_passed",
+        "gate_reason",
+        "no_signal",
+        "random_sets",
+        "random_median",
+        "random_p95",
+        "random_p",
+    ]
     # datasets/tasks alphabetical; inside a task by the gate metric, best first
     assert list(zip(lb["dataset"], lb["model"], lb["group"])) == [
         ("gse", "cox", "g2"),

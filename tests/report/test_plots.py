@@ -377,6 +377,7 @@ CAPTIONS = [
     "qc",
     "leaderboard_table",
     "gate",
+    "random_sets",
 ]
 
 
@@ -418,7 +419,26 @@ def test_captions_render(name):
     assert len(bare) > 300 and "{{" not in full and "{%" not in full
     if name in ("leaderboard", "gate"):
         assert "roc_auc" in full and "0.6" in full and "roc_auc" not in bare
-    if name in ("leaderboard", "roc_pr", "gate", "km", "pca", "qc"):
+    if name == "random_sets":
+        assert "roc_auc" in full and "Venet" in full
+    if name in ("leaderboard", "roc_pr", "gate", "km", "pca", "qc", "random_sets"):
         assert "nsclc" in full
     if name == "workflow":
         assert "nsclc / status" in full and "SurvivalStatus" in full and "binary task" in full
+
+
+def test_random_sets_plot_shows_each_signature_against_its_random_sets(tmp_path):
+    from metasig.report.random_sets import random_sets_plot
+
+    def doc(group, auc):
+        return {"group": group, "model": "enet", "metrics": {"roc_auc": {"estimate": auc, "ci_low": 0, "ci_high": 1}}}
+
+    weak, strong = np.linspace(0.5, 0.69, 20), np.linspace(0.8, 0.99, 20)
+    rows = [(doc("ordinary", 0.9), strong), (doc("special", 0.9), np.r_[weak, np.nan])]
+    text = assert_svg(random_sets_plot(rows, tmp_path / "random.svg", "roc_auc"))
+    texts = svg_texts(text)
+    assert "p = 0.048 (K = 20)" in texts and "p = 0.52 (K = 20)" in texts  # the NaN set is not counted
+    labels = [t for t in texts if t.endswith("enet")]
+    assert labels[:2] == ["special · enet", "ordinary · enet"]  # lowest p-value on top
+    assert random_sets_plot(rows, tmp_path / "again.svg", "roc_auc").read_bytes() == text.encode()
+    assert "no random gene sets" in " ".join(svg_texts(assert_svg(random_sets_plot([], tmp_path / "e.svg", "roc_auc"))))

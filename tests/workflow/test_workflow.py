@@ -20,6 +20,8 @@ def test_default_dag_dry_runs():
     # wdbc: 3 groups x 4 models; gse7390: 3 groups x 2 models; simreads: 2 groups x 1 model
     assert jobs["train"] == 3 * 4 + 3 * 2 + 2 * 1
     assert jobs["fastp_pe"] == jobs["salmon_quant"] == 16 and jobs["salmon_index"] == 1
+    # the random-gene-set control: wdbc's mean and worst groups x elasticnet, one figure for the task
+    assert jobs["random_sets"] == 2 and jobs["plot_random_sets"] == 1
     for rule in (
         "load_dataset",
         "normalize",
@@ -86,6 +88,14 @@ def test_small_study_produces_every_output(small_run):
     for fig in ("leaderboard", "roc_pr", "confusion", "calibration", "importance"):
         assert (small_run / "results" / "plots" / "wdbc" / "malignancy" / f"{fig}.svg").stat().st_size > 1000
     assert (small_run / "results" / "plots" / "gse7390" / "metastasis" / "km.svg").is_file()
+    # the random-gene-set control of wdbc_counts' size group: 3 sets of its 3 columns, in the leaderboard
+    random = small_run / "results" / "models" / "wdbc_counts" / "malignancy" / "size" / "elasticnet" / "random_sets.tsv"
+    table = pd.read_csv(random, sep="\t")
+    assert list(table["set"]) == [1, 2, 3] and (table["n_genes"] == 3).all() and table["roc_auc"].between(0, 1).all()
+    row = board[board.dataset == "wdbc_counts"].iloc[0]
+    assert row["random_sets"] == 3 and 0.25 <= row["random_p"] <= 1
+    assert board[board.dataset != "wdbc_counts"]["random_sets"].isna().all()
+    assert (small_run / "results" / "plots" / "wdbc_counts" / "malignancy" / "random_sets.svg").stat().st_size > 1000
 
 
 def test_report_is_built(small_run):
