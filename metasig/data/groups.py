@@ -54,7 +54,7 @@ def resolve(groups, features, file="config", field_prefix="gene_groups", id_map=
         if keep:  # genes lists columns, several per gene
             out[name]["found"] = len(wanted) - len(missing)
     if id_map:
-        for name, entry in out.items():
+        for entry in out.values():
             entry["mapped"] = mapped_genes(entry["genes"], id_map, covariates)
     return out
 

@@ -54,7 +54,8 @@ def strip_versions(ids):
 def read_map(path, source, target, display=None, strip=False, encoding=None):
     """Return (mapping {ID: target}, IDs with several different targets) from an ID-map file.
     `display` names the file in errors; `strip` strips Ensembl versions of the `source` column."""
-    from metasig.data.sources.table import _compression, _encoding_problem, _few as few_columns, _separator_hint
+    from metasig.data.sources.table import _compression, _encoding_problem, _separator_hint
+    from metasig.data.sources.table import _few as few_columns
 
     path = Path(path)
     where = str(display or path)

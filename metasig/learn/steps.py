@@ -12,9 +12,7 @@ log = logging.getLogger("metasig")
 __all__ = ["logged", "feature_frame", "train"]
 
 
-def feature_frame(
-    matrix_in, samples_in, groups_in, group, task_cfg, covariates, normalization, sheet=None, folds=None
-):
+def feature_frame(matrix_in, samples_in, groups_in, group, task_cfg, covariates, normalization, sheet=None, folds=None):
     """Features of one group (normalized genes + offered covariates) and the task's target, on the
     samples that carry the task's label. Only the group's gene columns are read from the matrix,
     except with in-fold VST, whose size factors need the whole library: the frame then holds every
