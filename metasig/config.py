@@ -16,8 +16,8 @@ from metasig.errors import InputError
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "config" / "schemas" / "config.schema.yaml"
 
 MODEL_KINDS = {
-    "binary": {"linear_sweep", "elasticnet", "random_forest", "xgboost"},
-    "multiclass": {"linear_sweep", "elasticnet", "random_forest", "xgboost"},
+    "binary": {"linear_sweep", "elasticnet", "logistic", "svm", "random_forest", "xgboost"},
+    "multiclass": {"linear_sweep", "elasticnet", "logistic", "svm", "random_forest", "xgboost"},
     "survival": {"coxph", "xgboost_cox"},
 }
 METRICS = {
@@ -91,8 +91,10 @@ def _plain(error):
 
 def _fill_defaults(validator, properties, instance, schema):
     """The `properties` keyword, also setting each absent property that has a default (as
-    Snakemake's `validate` does), so validating and filling in defaults are one pass."""
-    if validator.is_type(instance, "object"):
+    Snakemake's `validate` does), so validating and filling in defaults are one pass. Objects
+    marked `x-fill-defaults: false` are left as written: they are merged over each other (global,
+    dataset, model preprocessing), and a filled-in default would override a setting made above."""
+    if validator.is_type(instance, "object") and schema.get("x-fill-defaults", True):
         for key, subschema in properties.items():
             if "default" in subschema:
                 instance.setdefault(key, deepcopy(subschema["default"]))
@@ -148,6 +150,7 @@ def check(config, config_file="config", base_dir="."):
     base = Path(base_dir)
     models = config["models"]
     check_model_parameters(models, config_file)
+    check_preprocessing(config, config_file)
     for dname, dataset in config["datasets"].items():
         where = f"datasets.{dname}"
         for key in ("matrix", "samples", "units", "transcriptome", "tx2gene", "gtf"):
@@ -190,6 +193,13 @@ def check(config, config_file="config", base_dir="."):
                         f"{twhere}.groups",
                         f"gene group '{gname}' is not defined for dataset '{dname}' (defined: {groups})",
                     )
+            cv = cv_settings(config, dname, tname)
+            if cv["scheme"] != "kfold" and not cv.get("group_by"):
+                raise InputError(
+                    config_file,
+                    f"{twhere}.cv.scheme",
+                    f"scheme {cv['scheme']} needs cv.group_by (the sample-sheet column whose groups are left out)",
+                )
             gate = task.get("gate")
             if gate:
                 if gate["metric"] not in METRICS[task["type"]] or gate["metric"] in LOWER_IS_BETTER:
@@ -234,6 +244,29 @@ def check_model_parameters(models, config_file="config"):
                         f"models.{mname}.{section}.{key}",
                         f"unknown parameter for model kind {model['kind']}{hint} (accepted: {', '.join(accepted)})",
                     )
+        if model["kind"] == "svm":
+            from metasig.learn.svm import KERNELS
+
+            kernels = [(model.get("params") or {}).get("kernel", "rbf"), *(model.get("search") or {}).get("kernel", [])]
+            for kernel in kernels:
+                if kernel not in KERNELS:
+                    problem = f"kernel {kernel!r} is not supported; use one of {KERNELS}"
+                    raise InputError(config_file, f"models.{mname}.kernel", problem)
+
+
+def check_preprocessing(config, config_file="config"):
+    """`pca` is a whole number of components (>= 1) or a variance fraction in (0, 1): 1.5 is neither."""
+    places = [("preprocessing", config.get("preprocessing"))]
+    places += [(f"datasets.{d}.preprocessing", ds.get("preprocessing")) for d, ds in config["datasets"].items()]
+    places += [(f"models.{m}.preprocessing", model.get("preprocessing")) for m, model in config["models"].items()]
+    for where, settings in places:
+        value = (settings or {}).get("pca")
+        if value is not None and value >= 1 and float(value) != int(value):
+            raise InputError(
+                config_file,
+                f"{where}.pca",
+                f"{value} is neither a number of components (a whole number) nor a variance fraction in (0, 1)",
+            )
 
 
 # ---- helpers for the Snakefile -------------------------------------------------------------
@@ -389,12 +422,23 @@ def cv_settings(config, dataset, task):
     return {**schema_defaults("cv"), **config.get("cv", {}), **config["datasets"][dataset]["tasks"][task].get("cv", {})}
 
 
+def fold_settings(config, dataset, task):
+    """What a task's samples are checked against before any training (metasig.data.checks.check_folds):
+    the fold counts, and with grouped CV the group column and scheme (only then, so that the
+    checks' inputs of an ungrouped study do not change)."""
+    cv = cv_settings(config, dataset, task)
+    keys = ("outer_folds", "inner_folds") + (("group_by", "scheme") if cv.get("group_by") else ())
+    return {k: cv[k] for k in keys}
+
+
 def gate_settings(config, dataset, task):
     task_cfg = config["datasets"][dataset]["tasks"][task]
     return {**gate_defaults(task_cfg["type"]), **task_cfg.get("gate", {})}
 
 
 def preprocessing_settings(config, dataset):
+    """Global preprocessing, overridden by the dataset's (a model's own is merged over this one by
+    metasig.learn.models.build, which receives the model's settings)."""
     return {
         **schema_defaults("preprocessing"),
         **config.get("preprocessing", {}),

@@ -26,12 +26,9 @@ JOBS = mconfig.jobs(config)
 
 
 def fold_settings(dataset):
-    """Per task, the fold counts its classes are checked against before any training."""
+    """Per task, the fold counts (and grouping) its classes are checked against before any training."""
     return {
-        task: {
-            k: mconfig.cv_settings(config, dataset, task)[k]
-            for k in ("outer_folds", "inner_folds")
-        }
+        task: mconfig.fold_settings(config, dataset, task)
         for task in config["datasets"][dataset]["tasks"]
     }
 

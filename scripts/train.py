@@ -1,12 +1,17 @@
+"""Rule train: one training job. It runs in the warm worker (metasig.learn.warm), a server that has
+the training libraries imported already, else in this process; METASIG_WARM=0 turns the worker off.
+This script must stay thin: no pandas or scikit-learn here."""
+
 from pathlib import Path
 
-from metasig.learn import steps
+from metasig.learn import warm
 
-with steps.logged(snakemake.log[0]):
-    steps.train(
-        snakemake.input.matrix,
-        snakemake.input.samples,
-        snakemake.input.groups,
+warm.run(
+    "metasig.learn.steps:train",
+    dict(
+        matrix_in=snakemake.input.matrix,
+        samples_in=snakemake.input.samples,
+        groups_in=snakemake.input.groups,
         outdir=Path(snakemake.output.metrics).parent,
         identity=dict(snakemake.wildcards.items()),
         task_cfg=snakemake.params.task,
@@ -17,4 +22,6 @@ with steps.logged(snakemake.log[0]):
         covariates=snakemake.params.covariates,
         seed=snakemake.params.seed,
         threads=snakemake.threads,
-    )
+    ),
+    log=snakemake.log[0],
+)

@@ -11,6 +11,8 @@ SMALL_GRIDS = {
     "elasticnet": {"C": [1.0], "l1_ratio": [0.5]},
     "linear_sweep": {"C": [1.0], "alpha": [1e-3]},
     "random_forest": {"max_features": ["sqrt"], "min_samples_leaf": [1]},
+    "svm": {"kernel": ["rbf"], "C": [1.0]},
+    "logistic": {"C": [1.0]},
     "coxph": {"penalizer": [0.1], "l1_ratio": [0.0]},
     "xgboost_cox": {"n_estimators": [30], "max_depth": [2]},
 }

@@ -28,6 +28,8 @@ SMALL = {
     "elasticnet": {"C": [1.0], "l1_ratio": [0.5]},
     "coxph": {"penalizer": [0.1], "l1_ratio": [0.0]},
     "xgboost_cox": {"n_estimators": [20], "max_depth": [2]},
+    "svm": {"kernel": ["rbf"], "C": [1.0]},
+    "logistic": {"C": [1.0]},
 }
 
 
@@ -51,20 +53,35 @@ def make_data(features, n=80, seed=0, counts=False):
 
 
 @functools.cache
-def fit_model(kind="xgboost", task="binary", features=tuple(GENES), seed=0, normalization="none", subset=None):
+def fit_model(
+    kind="xgboost", task="binary", features=tuple(GENES), seed=0, normalization="none", subset=None, pca=None
+):
     """(fitted pipeline, training X) for one model kind and task; cached across tests.
     normalization "deseq2" with `subset` (column positions) gives the workflow's in-fold shape:
-    normalized on every input, then narrowed to a gene group before the scaler."""
+    normalized on every input, then narrowed to a gene group before the scaler. `pca`: in-fold PCA
+    (preprocessing.pca) after the scaler."""
     X, y = make_data(features, seed=seed, counts=normalization != "none")
-    pipe, grid = build({"kind": kind, "search": SMALL[kind]}, task, {"scale": True}, normalization, seed, subset=subset)
+    preprocessing = {"scale": True, "pca": pca}
+    pipe, grid = build({"kind": kind, "search": SMALL[kind]}, task, preprocessing, normalization, seed, subset=subset)
     pipe.set_params(**{k: v[0] for k, v in grid.items()})  # the one-point grid, without a search
     return pipe.fit(X, y[task]), X
 
 
 def _write_model(
-    models_root, dataset, task, group, model, kind, task_kind, features, seed, normalization="none", subset=None
+    models_root,
+    dataset,
+    task,
+    group,
+    model,
+    kind,
+    task_kind,
+    features,
+    seed,
+    normalization="none",
+    subset=None,
+    pca=None,
 ):
-    pipe, X = fit_model(kind, task_kind, tuple(features), seed, normalization, subset)
+    pipe, X = fit_model(kind, task_kind, tuple(features), seed, normalization, subset, pca)
     folder = Path(models_root, dataset, task, group, model)
     classes = positive = None
     if task_kind == "binary":
@@ -98,8 +115,8 @@ def _write_model(
 
 def build_registry(root, specs):
     """Publish models into `root/registry`. specs: iterable of dicts with dataset, task, group,
-    model, kind, task_kind, features (default GENES), seed (default 0), normalization and subset (a
-    tuple of column positions; see fit_model). Returns the registry path."""
+    model, kind, task_kind, features (default GENES), seed (default 0), normalization, subset (a
+    tuple of column positions) and pca (see fit_model). Returns the registry path."""
     root = Path(root)
     rows = [
         _write_model(
@@ -114,6 +131,7 @@ def build_registry(root, specs):
             s.get("seed", 0),
             s.get("normalization", "none"),
             s.get("subset"),
+            s.get("pca"),
         )
         for s in specs
     ]

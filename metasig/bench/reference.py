@@ -23,6 +23,8 @@ GRIDS = {
     "xgboost": {"max_depth": [2, 3], "n_estimators": [50, 150], "learning_rate": [0.1]},
     "elasticnet": {"C": [0.01, 0.1, 1.0, 10.0], "l1_ratio": [0.2, 0.5, 0.8]},
     "random_forest": {"max_features": ["sqrt", 0.3], "min_samples_leaf": [1, 5]},
+    "logistic": {"C": [0.01, 0.1, 1.0, 10.0]},
+    "svm": {"estimator__kernel": ["linear", "rbf"], "estimator__C": [0.1, 1.0, 10.0]},
     "linear_sweep": {
         "C": [0.001, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0],
         "alpha": [1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1],
@@ -114,6 +116,13 @@ def _grid_search(kind, task_kind, X, y, seed, threads):
         from sklearn.ensemble import RandomForestClassifier
 
         est = RandomForestClassifier(n_estimators=300, class_weight="balanced", random_state=seed, n_jobs=1)
+    elif kind == "logistic":
+        est = logistic(0.0, solver="lbfgs", max_iter=1000, class_weight="balanced", random_state=seed)
+    elif kind == "svm":  # what SVMClassifier does: Platt sigmoids on held-out folds, one SVC on all
+        from sklearn.calibration import CalibratedClassifierCV
+        from sklearn.svm import SVC
+
+        est = CalibratedClassifierCV(SVC(class_weight="balanced"), method="sigmoid", cv=3, ensemble=False)
     elif kind == "linear_sweep":
         est, grid = None, _sweep_grid(seed)
     elif kind == "xgboost_cox":

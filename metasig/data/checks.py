@@ -6,10 +6,11 @@ import logging
 import numpy as np
 import pandas as pd
 
+from metasig.data.sources.labels import participant
 from metasig.errors import InputError
 from metasig.learn import tasks
 
-log = logging.getLogger("metasig.data")
+log = logging.getLogger("metasig.data.checks")
 
 
 def _few(items, n=5):
@@ -133,7 +134,12 @@ def _class_counts(sheet, task, sheet_file, folds=None):
 def check_folds(sheet, task, folds, sheet_file, where):
     """Stratified outer folds need every class in every test part, and the inner folds run on an
     outer training part, which holds as few as n - ceil(n / k) samples of a class of n.
-    folds: {"outer_folds": k, "inner_folds": m}; where: the task's config path."""
+    folds: {"outer_folds": k, "inner_folds": m[, "group_by", "scheme"]}; where: the task's config
+    path. With group_by the same holds for groups (check_groups); without it, TCGA barcodes that
+    share a participant are warned about (warn_shared_participants)."""
+    if folds.get("group_by"):
+        return check_groups(sheet, task, folds, sheet_file, where)
+    warn_shared_participants(sheet, task, sheet_file, where, folds)
     k, m = int(folds["outer_folds"]), int(folds["inner_folds"])
     column = task["event"] if task["type"] == "survival" else task["label"]
     # a multiclass task could leave the class out instead (its min_class_size was set below the folds')
@@ -161,6 +167,87 @@ def check_folds(sheet, task, folds, sheet_file, where):
                 f"{k} folds) holds as few as {smallest}, fewer than inner_folds = {m} of task {where}; "
                 f"{fix}{drop.format(n=n)}",
             )
+
+
+def _groups_per_stratum(sheet, task, column, sheet_file, where, folds=None):
+    """(groups of the task's samples, {class or 'events (event = 1)': number of groups holding it})."""
+    samples, y = tasks.target(sheet, task, sheet_file, folds=folds)
+    groups = tasks.group_values(sheet, samples, column, sheet_file, f"{where}.cv.group_by")
+    if task["type"] == "survival":
+        return groups, {"events (event = 1)": len(set(groups[np.asarray(y["event"], dtype=bool)]))}
+    names = np.asarray(y).astype(str)
+    if task["type"] == "binary":
+        negative, positive = tasks.class_names(sheet, task)
+        names = np.where(np.asarray(y) == 1, positive, negative)
+    return groups, {str(c): len(set(groups[names == c])) for c in sorted(set(names))}
+
+
+def check_groups(sheet, task, folds, sheet_file, where):
+    """Grouped folds (cv.group_by) split groups, not samples: there must be enough groups for the
+    folds, and every class (survival: events) in enough groups that each outer test part has it
+    (kfold) or that leaving one group out still leaves it to train and tune on
+    (leave_one_group_out). Every sample needs a group value."""
+    column, scheme = folds["group_by"], folds.get("scheme") or "kfold"
+    k, m = int(folds["outer_folds"]), int(folds["inner_folds"])
+    groups, per_class = _groups_per_stratum(sheet, task, column, sheet_file, where, folds)
+    n_groups = len(set(groups))
+    logo = scheme == "leave_one_group_out"
+    need = m + 1 if logo else max(k, m)
+    if n_groups < need:
+        fix = f"inner_folds at most {n_groups - 1}" if logo else "lower cv.outer_folds / cv.inner_folds"
+        raise InputError(
+            sheet_file,
+            column,
+            f"{where}.cv.group_by: {n_groups} group(s) in column '{column}', too few for {scheme} with "
+            f"outer_folds = {k}, inner_folds = {m} (needs at least {need}); set {fix}, or group by another column",
+        )
+    for name, n in per_class.items():
+        if logo:
+            # left out, a class's only group would leave the training part without it
+            smallest, what = n - 1, "leaving one group out leaves"
+        else:
+            if n < k:
+                raise InputError(
+                    sheet_file,
+                    column,
+                    f"{where}.cv.group_by: class '{name}' occurs in {n} group(s) of '{column}', fewer than "
+                    f"outer_folds = {k}: some outer test folds would have none of it; lower cv.outer_folds",
+                )
+            smallest, what = n - -(-n // k), f"an outer training part ({k - 1} of {k} folds) holds"
+        if smallest < max(m, 1):
+            raise InputError(
+                sheet_file,
+                column,
+                f"{where}.cv.group_by: class '{name}' occurs in {n} group(s) of '{column}', so {what} as few "
+                f"as {smallest} of them, fewer than inner_folds = {m}; lower cv.inner_folds or add groups",
+            )
+
+
+def warn_shared_participants(sheet, task, sheet_file, where, folds=None):
+    """Warn (once per task, where inputs are checked) when the task's samples are TCGA barcodes and
+    some participants have several samples (tumour + normal, repeat aliquots): sample-level folds
+    then put one patient on both sides of a split. Returns the number of such participants."""
+    samples = tasks.labelled_samples(sheet, task, sheet_file, folds)
+    patients = pd.Series([participant(s) for s in samples], index=samples, dtype=object).dropna()
+    counts = patients.value_counts()
+    shared = counts[counts > 1]
+    if shared.empty:
+        return 0
+    example = shared.index[0]
+    log.warning(
+        "%s: %d TCGA participant(s) have several samples (%d samples in all; e.g. %s: %s), and cv.group_by "
+        "is unset: sample-level folds put one patient's samples on both sides of a split, which inflates "
+        "the scores. Set cv.group_by (in %s.cv or the top-level cv) to a column holding the participant: "
+        "'patient' in Xena sources, 'case' in GDC sources, or in a table sample sheet a column holding "
+        "the first 12 characters of the barcode",
+        where,
+        len(shared),
+        int(shared.sum()),
+        example,
+        ", ".join(patients.index[patients == example][:3]),
+        where,
+    )
+    return len(shared)
 
 
 def check_dataset(matrix, sheet, dataset_cfg, matrix_file, sheet_file, min_per_class=2, folds=None, where="dataset"):

@@ -19,6 +19,7 @@ from metasig.config import schema_defaults
 from metasig.learn.metrics import bootstrap_ci, metric_fn_for
 from metasig.learn.metrics_file import write_metrics
 from metasig.learn.nested_cv import final_fit, nested_cv
+from metasig.learn.splits import KFOLD, constant_within, effective, permute, scheme
 
 log = logging.getLogger("metasig.learn.job")
 CV_KEYS = ("outer_folds", "outer_repeats", "inner_folds", "bootstrap", "permuted_repeats")
@@ -57,6 +58,7 @@ def train(
     covariates=(),
     subset=None,
     n_jobs=1,
+    groups=None,
 ) -> TrainResult:
     """Run one (dataset, task, group, model) job on features X (samples x features, named
     columns) and target y as returned by `metasig.learn.tasks.target`.
@@ -67,6 +69,8 @@ def train(
     Binary targets are 0/1; their class names are `class_names` if given, else
     ["not <positive>", "<positive>"] from task_cfg["positive"].
     The permuted-label control is `permuted_control`. `n_jobs`: outer folds fitted at once.
+    `groups`: the cv["group_by"] value of each sample; no group is split by any fold (outer, inner,
+    permuted control), see metasig.learn.splits.
     """
     from metasig.learn import models
 
@@ -74,6 +78,9 @@ def train(
     kind = task_cfg["type"]
     cv = {**schema_defaults("cv"), **(cv or {})}
     y = np.asarray(y)
+    groups = None if groups is None else np.asarray(groups).astype(str)
+    if (groups is None) != (not cv.get("group_by")) or (groups is None and scheme(cv) != KFOLD):
+        raise ValueError("cv.group_by (and cv.scheme other than kfold) and `groups` go together")
     classes, positive = _classes(y, task_cfg, kind, class_names)
     pipeline, grid = models.build(
         model_cfg,
@@ -87,34 +94,47 @@ def train(
     )
     timing = {}
 
+    ran = effective(cv, groups)  # leave-one-group-out: one fold per group, one repeat
+    if ran["outer_repeats"] != int(cv["outer_repeats"]):
+        log.info("leave_one_group_out has no randomness to repeat: one repeat (cv.outer_repeats is not used)")
     log.info(
-        "nested CV, real labels: %d samples x %d features, %s x %s outer folds",
+        "nested CV, real labels: %d samples x %d features, %s x %s outer folds%s",
         len(y),
         X.shape[1],
-        cv["outer_repeats"],
-        cv["outer_folds"],
+        ran["outer_repeats"],
+        ran["outer_folds"],
+        "" if groups is None else f" ({scheme(cv)}, {len(set(groups))} groups of {cv['group_by']})",
     )
     t0 = clock.perf_counter()
-    real = nested_cv(pipeline, grid, X, y, kind, cv, seed, n_jobs)
+    real = nested_cv(pipeline, grid, X, y, kind, cv, seed, n_jobs, groups)
     timing["nested_cv_seconds"] = clock.perf_counter() - t0
 
-    log.info("permuted-label control: %s permutation(s) x %s outer folds", cv["permuted_repeats"], cv["outer_folds"])
+    log.info("permuted-label control: %s permutation(s) x %s outer folds", cv["permuted_repeats"], ran["outer_folds"])
+    if groups is not None:
+        log.info(
+            "permutation by %s: %s",
+            cv["group_by"],
+            "whole groups swap labels (the label is constant within each group)"
+            if constant_within(y, groups)
+            else "labels shuffled within groups, then between groups of the same size",
+        )
     t0 = clock.perf_counter()
-    permuted = permuted_control(pipeline, grid, X, y, kind, cv, seed, n_jobs)
+    permuted = permuted_control(pipeline, grid, X, y, kind, cv, seed, n_jobs, groups)
     timing["permuted_seconds"] = clock.perf_counter() - t0
 
     t0 = clock.perf_counter()
     # metric columns use the label strings of the fitted classes (0/1 for binary)
     metric_fn = metric_fn_for(kind, None if kind == "survival" else [str(c) for c in np.unique(y)])
-    real_metrics = bootstrap_ci(real, metric_fn, int(cv["bootstrap"]), seed)
-    perm_metrics = bootstrap_ci(permuted, metric_fn, int(cv["bootstrap"]), seed)
+    by_sample = None if groups is None else dict(zip(X.index.astype(str), groups))  # cluster bootstrap
+    real_metrics = bootstrap_ci(real, metric_fn, int(cv["bootstrap"]), seed, groups=by_sample)
+    perm_metrics = bootstrap_ci(permuted, metric_fn, int(cv["bootstrap"]), seed, groups=by_sample)
     timing["bootstrap_seconds"] = clock.perf_counter() - t0
 
     headline = "c_index" if kind == "survival" else "roc_auc"
     log.info("%s real %s, permuted %s", headline, _ci_text(real_metrics[headline]), _ci_text(perm_metrics[headline]))
     log.info("final fit on all %d samples", len(y))
     t0 = clock.perf_counter()
-    final, best_params = final_fit(pipeline, grid, X, y, kind, cv, seed)
+    final, best_params = final_fit(pipeline, grid, X, y, kind, cv, seed, groups)
     timing["final_fit_seconds"] = clock.perf_counter() - t0
     importance = _importance(models.feature_importance(final, list(map(str, X.columns))))
 
@@ -136,20 +156,22 @@ def train(
         n_samples=len(y),
         seed=int(seed),
         n_features=X.shape[1] if subset is None else len(subset) + len(set(covariates) & set(X.columns)),
-        cv={k: int(cv[k]) for k in CV_KEYS},
+        cv=_cv_record(ran, groups),
         positive=positive,
         timing=timing,
     )
 
 
-def permuted_control(pipeline, grid, X, y, kind, cv, seed, n_jobs=1):
+def permuted_control(pipeline, grid, X, y, kind, cv, seed, n_jobs=1, groups=None):
     """The same nested CV on shuffled labels, once per permutation (cv["permuted_repeats"]), each
     with its own shuffle and outer split; averaging over permutations steadies the chance level.
-    Survival targets are structured rows, so (time, event) pairs move together."""
+    Survival targets are structured rows, so (time, event) pairs move together. With `groups`,
+    labels move by group (metasig.learn.splits.permute) and the splits are grouped as for the
+    real labels."""
     runs = []
     for r in range(int(cv["permuted_repeats"])):
-        y_perm = y[np.random.default_rng(seed + r).permutation(len(y))]
-        run = nested_cv(pipeline, grid, X, y_perm, kind, {**cv, "outer_repeats": 1}, seed + r, n_jobs)
+        y_perm = permute(y, seed + r, groups)
+        run = nested_cv(pipeline, grid, X, y_perm, kind, {**cv, "outer_repeats": 1}, seed + r, n_jobs, groups)
         runs.append(run.assign(repeat=r))
     return pd.concat(runs, ignore_index=True)
 
@@ -178,7 +200,7 @@ def write_outputs(result: TrainResult, outdir, identity: dict, features, left_ou
         "metrics": result.metrics,
         "permuted": result.permuted,
         "best_params": result.best_params,
-        "cv": {k: int(result.cv[k]) for k in CV_KEYS},
+        "cv": _cv_record(result.cv),
         "seed": int(result.seed),
     }
     if kind != "survival":
@@ -197,6 +219,17 @@ def write_outputs(result: TrainResult, outdir, identity: dict, features, left_ou
         classes=result.classes,
         positive=result.positive,
     )
+
+
+def _cv_record(cv, groups=None) -> dict:
+    """The CV settings metrics.json records: the counts run, and for grouped CV the column, the
+    scheme and the number of groups (absent: sample-level k-fold, as before grouped CV existed)."""
+    out = {k: int(cv[k]) for k in CV_KEYS}
+    if cv.get("group_by"):
+        out["group_by"] = str(cv["group_by"])
+        out["scheme"] = scheme(cv)
+        out["n_groups"] = int(cv["n_groups"]) if groups is None else len(set(groups))
+    return out
 
 
 def _ci_text(ci):

@@ -129,7 +129,7 @@ def surv_columns(frame):
 # ---- public: bootstrap -----------------------------------------------------------------------
 
 
-def bootstrap_ci(predictions_by_repeat, metric_fn, n_boot, seed, per_fold=RANKING_METRICS) -> dict:
+def bootstrap_ci(predictions_by_repeat, metric_fn, n_boot, seed, per_fold=RANKING_METRICS, groups=None) -> dict:
     """Point estimate and 95% percentile bootstrap CI of every metric metric_fn returns.
 
     predictions_by_repeat: a list of per-repeat prediction frames (each one row per sample, with a
@@ -151,6 +151,9 @@ def bootstrap_ci(predictions_by_repeat, metric_fn, n_boot, seed, per_fold=RANKIN
     around the fold's size); per-fold metrics are recomputed on it and averaged over the usable
     folds, skipping a fold the resample leaves undefined. Resamples where a metric is undefined
     everywhere (NaN) are skipped for that metric.
+    `groups` ({sample ID: group}, grouped CV): a resample draws groups with replacement instead, each
+    drawn group bringing all its samples (a cluster bootstrap): samples of one patient are not
+    independent, and resampling them one by one would narrow the interval.
     Returns {metric: {"estimate", "ci_low", "ci_high"}} (NaN when not computable), plus "pooled",
     "folds_used" and "folds" for the per-fold metrics.
     """
@@ -162,14 +165,16 @@ def bootstrap_ci(predictions_by_repeat, metric_fn, n_boot, seed, per_fold=RANKIN
     folded = [m for m in point if m in per_fold]
     fold_point = _by_fold(parts, metric_fn, np.ones((1, n)), folded)
     usable = {m: np.isfinite(fold_point[m][:, 0]) for m in folded}
+    unit = _units(frames[0], groups)  # the resampled unit of each row: itself, or its group
+    n_units = int(unit.max()) + 1
     rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n, size=(int(n_boot), n))
+    draws = rng.integers(0, n_units, size=(int(n_boot), n_units))
     boot = {m: [] for m in point}
     fold_boot = {m: [] for m in folded}
     by_fold = [m for m in folded if usable[m].any()]
     pooled_only = [m for m in point if m not in by_fold]  # resampled on the pooled predictions
     for start in range(0, len(draws), _CHUNK):
-        weights = _counts(draws[start : start + _CHUNK], n)
+        weights = _counts(draws[start : start + _CHUNK], n_units)[:, unit]
         if pooled_only:
             chunk = _mean_over_repeats([_call(metric_fn, f, weights, pooled_only) for f in frames])
             for m in pooled_only:
@@ -197,6 +202,18 @@ def bootstrap_ci(predictions_by_repeat, metric_fn, n_boot, seed, per_fold=RANKIN
         if m in folded:
             out[m].update(extra)
     return out
+
+
+def _units(frame, groups):
+    """Row -> resampling unit: the row itself (arange), or a code of its sample's group."""
+    if groups is None:
+        return np.arange(len(frame))
+    if "sample" not in frame:
+        raise ValueError("a grouped bootstrap needs the predictions' `sample` column")
+    labels = frame["sample"].astype(str).map({str(k): str(v) for k, v in dict(groups).items()})
+    if labels.isna().any():
+        raise ValueError(f"no group for sample {frame['sample'][labels.isna()].iloc[0]}")
+    return pd.factorize(labels, sort=True)[0]
 
 
 def _fold_rows(frame):

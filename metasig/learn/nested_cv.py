@@ -3,7 +3,8 @@
 The whole pipeline (normalization, filters, selection, scaling, estimator) is cloned and fitted
 inside each outer training fold, and tuned by an inner grid search on that fold only, so no
 statistic of a test sample ever reaches the model that scores it. Outer splits are repeated and
-stratified (survival: on the event indicator) and seeded, so results are reproducible.
+stratified (survival: on the event indicator) and seeded, so results are reproducible. With
+`groups` (cv.group_by) no group is ever split, outer or inner (metasig.learn.splits).
 """
 
 import logging
@@ -14,22 +15,24 @@ import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 from sklearn.base import clone
-from sklearn.model_selection import ParameterGrid, RepeatedStratifiedKFold, StratifiedKFold
+from sklearn.model_selection import ParameterGrid
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
 from metasig.learn import metrics
 from metasig.learn.search import search
+from metasig.learn.splits import inner_splits, outer_splits, strata  # noqa: F401 (strata: imported from here)
 
 log = logging.getLogger("metasig.learn.nested_cv")
 
 FOLD_METRIC = {"binary": "roc_auc", "multiclass": "roc_auc", "survival": "c_index"}
 
 
-def nested_cv(pipeline, param_grid, X, y, task_kind, cv: dict, seed, n_jobs=1) -> pd.DataFrame:
+def nested_cv(pipeline, param_grid, X, y, task_kind, cv: dict, seed, n_jobs=1, groups=None) -> pd.DataFrame:
     """Out-of-fold predictions of RepeatedStratifiedKFold(outer_folds, outer_repeats, seed), each
     fold tuned on StratifiedKFold(inner_folds, shuffle, seed) of its training part (metasig.learn.search,
-    which picks what GridSearchCV would). `n_jobs` outer folds run at once, in threads: each fit
+    which picks what GridSearchCV would). `groups` (one value per sample): grouped splits instead,
+    by cv["scheme"] (metasig.learn.splits). `n_jobs` outer folds run at once, in threads: each fit
     is single-threaded and seeded, so the result does not depend on n_jobs.
 
     Returns one row per (repeat, sample): `repeat`, `fold`, `sample`, then binary `y_true`, `score`
@@ -38,15 +41,17 @@ def nested_cv(pipeline, param_grid, X, y, task_kind, cv: dict, seed, n_jobs=1) -
     """
     X = _frame(X)
     y = np.asarray(y)
-    n_folds, n_repeats = int(cv["outer_folds"]), int(cv["outer_repeats"])
-    outer = RepeatedStratifiedKFold(n_splits=n_folds, n_repeats=n_repeats, random_state=seed)
+    groups = None if groups is None else np.asarray(groups)
+    outer = outer_splits(y, task_kind, cv, seed, groups)
+    n_repeats = 1 + max(r for r, _, _, _ in outer)
+    n_folds = 1 + max(f for _, f, _, _ in outer)
     classes = np.unique(y) if task_kind != "survival" else None
     grid = survival_time_grid(*reversed(event_time(y))) if task_kind == "survival" else None
 
-    def outer_fold(split, train, test):
-        repeat, fold = divmod(split, n_folds)
+    def outer_fold(repeat, fold, train, test):
         started = clock.perf_counter()
-        model, best = _fit(pipeline, param_grid, X.iloc[train], y[train], task_kind, cv, seed)
+        inner_groups = None if groups is None else groups[train]
+        model, best = _fit(pipeline, param_grid, X.iloc[train], y[train], task_kind, cv, seed, inner_groups)
         part = _predict(model, X.iloc[test], y[test], task_kind, classes, grid)
         part.insert(0, "sample", X.index[test].astype(str).to_numpy())
         part.insert(0, "fold", fold)
@@ -64,22 +69,17 @@ def nested_cv(pipeline, param_grid, X, y, task_kind, cv: dict, seed, n_jobs=1) -
         )
         return part
 
-    splits = enumerate(outer.split(X, strata(y, task_kind)))
     with threadpool_limits(limits=1):  # one BLAS/OpenMP thread per fit: n_jobs fits use n_jobs cores
-        parts = Parallel(n_jobs=n_jobs, backend="threading")(delayed(outer_fold)(i, tr, te) for i, (tr, te) in splits)
+        parts = Parallel(n_jobs=n_jobs, backend="threading")(delayed(outer_fold)(*split) for split in outer)
     return pd.concat(parts, ignore_index=True)
 
 
-def final_fit(pipeline, param_grid, X, y, task_kind, cv, seed):
-    """Fit on all samples, tuned by the inner CV; returns (fitted best pipeline, best_params)."""
+def final_fit(pipeline, param_grid, X, y, task_kind, cv, seed, groups=None):
+    """Fit on all samples, tuned by the inner CV (grouped with `groups`); returns (fitted best
+    pipeline, best_params)."""
     with threadpool_limits(limits=1):  # as in nested_cv, so the same fit gives the same numbers
-        return _fit(pipeline, param_grid, _frame(X), np.asarray(y), task_kind, cv, seed)
-
-
-def strata(y, task_kind):
-    """Labels to stratify folds on: the class, or for survival the event indicator."""
-    y = np.asarray(y)
-    return event_time(y)[0].astype(int) if task_kind == "survival" else y
+        groups = None if groups is None else np.asarray(groups)
+        return _fit(pipeline, param_grid, _frame(X), np.asarray(y), task_kind, cv, seed, groups)
 
 
 def event_time(y):
@@ -122,13 +122,12 @@ def _frame(X):
     return X if isinstance(X, pd.DataFrame) else pd.DataFrame(np.asarray(X))
 
 
-def _fit(pipeline, param_grid, X, y, task_kind, cv, seed):
+def _fit(pipeline, param_grid, X, y, task_kind, cv, seed, groups=None):
     candidates = ParameterGrid(param_grid or {})
     if len(candidates) <= 1:  # nothing to tune: skip the inner CV
         best = dict(candidates[0]) if len(candidates) else {}
         return clone(pipeline).set_params(**best).fit(X, y), best
-    inner = StratifiedKFold(n_splits=int(cv["inner_folds"]), shuffle=True, random_state=seed)
-    return search(pipeline, param_grid, X, y, task_kind, list(inner.split(X, strata(y, task_kind))))
+    return search(pipeline, param_grid, X, y, task_kind, inner_splits(y, task_kind, cv, seed, groups))
 
 
 def _predict(model, X, y, task_kind, classes, grid):

@@ -59,7 +59,7 @@ def train(
     from threadpoolctl import threadpool_limits
 
     from metasig.learn import job as training
-    from metasig.learn.tasks import left_out, left_out_text
+    from metasig.learn.tasks import group_values, left_out, left_out_text
 
     sheet = io.read_sheet(samples_in)
     X, y, classes, subset = feature_frame(
@@ -70,9 +70,24 @@ def train(
     # samples the task cannot use are counted and named, never dropped silently
     left = left_out(sheet, task_cfg, samples_in, folds=cv)
     log.info("%s: %d samples x %d features; %s", ".".join(identity.values()), *X.shape, left_out_text(left))
+    groups = None
+    if cv.get("group_by"):  # grouped CV: every sample's group, checked before any fit
+        groups = group_values(sheet, X.index, cv["group_by"], samples_in, f"task {identity.get('task')}: cv.group_by")
     with threadpool_limits(limits=int(threads)):
         result = training.train(
-            X, y, task_cfg, model_cfg, cv, preprocessing, normalization, seed, classes, covariates, subset, int(threads)
+            X,
+            y,
+            task_cfg,
+            model_cfg,
+            cv,
+            preprocessing,
+            normalization,
+            seed,
+            classes,
+            covariates,
+            subset,
+            int(threads),
+            groups=groups,
         )
     training.write_outputs(
         result,

@@ -100,6 +100,28 @@ def labelled_samples(sheet: pd.DataFrame, task: dict, sheet_file="samples.tsv", 
     return pd.Index(ids[~ids.isin(dropped)])
 
 
+def group_values(sheet: pd.DataFrame, samples, column, sheet_file="samples.tsv", where="cv.group_by") -> np.ndarray:
+    """The `column` value (as text) of each of `samples`, the groups grouped CV keeps together.
+    A missing column or an empty cell is an InputError: a sample without a group cannot be kept
+    with its own kind, and making it a group of its own would hide a broken join (e.g. normals
+    without a patient ID) that lets one patient's samples leak across folds."""
+    if column not in sheet.columns:
+        raise InputError(
+            sheet_file, column, f"{where}: column not found in the sample sheet (columns: {list(sheet.columns)})"
+        )
+    values = sheet.set_index(sheet["sample"].astype(str))[column].map(cell_text).reindex(pd.Index(samples).astype(str))
+    empty = values.isna()
+    if empty.any():
+        few = ", ".join(values.index[empty][:5])
+        raise InputError(
+            sheet_file,
+            column,
+            f"{where}: {int(empty.sum())} sample(s) have no group value (e.g. {few}); fill the column "
+            "(a sample that is its own group can get its sample ID) or leave the samples out of the task",
+        )
+    return values.to_numpy(dtype=str)
+
+
 def left_out_text(left: dict, n=10) -> str:
     """'3 sample(s) left out: missing label (2: s4, s9), ...' for the job log."""
     if not left:

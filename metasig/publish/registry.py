@@ -68,6 +68,13 @@ def _f(value, digits=3):
     return "–" if math.isnan(value) else f"{value:.{digits}f}"
 
 
+def _grouping(cv):
+    """', every fold grouped by `patient` (kfold, 792 groups)' for grouped CV, else ''."""
+    if not cv.get("group_by"):
+        return ""
+    return f", every fold grouped by `{cv['group_by']}` ({cv.get('scheme', 'kfold')}, {cv.get('n_groups', '?')} groups)"
+
+
 def _metric_table(block):
     lines = ["| metric | estimate | 95% CI |", "|---|---|---|"]
     for metric, entry in (block or {}).items():
@@ -131,7 +138,9 @@ def model_card(doc, artifact, sums, metrics_sha256, gate_row):
         "## Evaluation",
         (
             f"Nested cross-validation: {cv.get('outer_folds', '?')} outer folds x "
-            f"{cv.get('outer_repeats', '?')} repeats, {cv.get('inner_folds', '?')} inner folds for tuning; "
+            f"{cv.get('outer_repeats', '?')} repeats, {cv.get('inner_folds', '?')} inner folds for tuning"
+            + _grouping(cv)
+            + "; "
             f"all preprocessing fitted inside the training folds; 95% CIs from {cv.get('bootstrap', '?')} "
             f"bootstrap resamples of the out-of-fold predictions."
         ),

@@ -309,7 +309,8 @@ def test_xena_two_cohorts_common_genes_and_cohort_label(xena_files, served):
 def test_xena_expression_only_cohort(xena_files, served):
     cfg = {"hub": HUB, "cohorts": [{"name": "KIRC", "expression": KIRC_EXPR}]}
     matrix, sheet, _ = xena.load(cfg, "cache", "config.yaml")
-    assert matrix.shape == (3, 4) and list(sheet.columns) == ["sample", "cohort"]
+    assert matrix.shape == (3, 4) and list(sheet.columns) == ["sample", "cohort", "patient"]
+    assert sheet["patient"].tolist() == [s[:12] for s in sheet["sample"]]  # the TCGA participant
     assert served.urls == [f"{HUB}/{KIRC_EXPR}"]
     # a label may map the cohort name; one that needs a clinical column says the cohort has none
     _, sheet, _ = xena.load(

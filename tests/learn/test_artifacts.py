@@ -27,6 +27,9 @@ CASES = [
     ("elasticnet", "multiclass"),
     ("linear_sweep", "binary"),
     ("random_forest", "multiclass"),
+    ("svm", "binary"),  # these three with in-fold PCA (their model's own preprocessing)
+    ("svm", "multiclass"),
+    ("logistic", "multiclass"),
     ("coxph", "survival"),
     ("xgboost_cox", "survival"),
 ]
@@ -53,9 +56,10 @@ def make_data(n=60, p=10, seed=0):
 def fitted(kind, task, seed=0):
     X, y = make_data()
     params = {"n_estimators": 30} if kind == "random_forest" else {}
-    pipe, _ = build(
-        {"kind": kind, "params": params, "search": SMALL[kind]}, task, PREPROCESSING, "vst", seed, covariates=["age"]
-    )
+    model = {"kind": kind, "params": params, "search": SMALL[kind]}
+    if kind in ("svm", "logistic"):
+        model["preprocessing"] = {"pca": 3}
+    pipe, _ = build(model, task, PREPROCESSING, "vst", seed, covariates=["age"])
     return pipe.fit(X, y[task]), X
 
 
@@ -156,10 +160,11 @@ def test_skops_types_are_all_on_the_allowlist():
     for kind, task in CASES:
         pipe, _ = fitted(kind, task)
         seen |= set(sio.get_untrusted_types(data=skops_bytes(pipe[:-1])))
-        if kind in ("elasticnet", "linear_sweep", "random_forest"):
+        if kind in ("elasticnet", "linear_sweep", "random_forest", "svm", "logistic"):
             seen |= set(sio.get_untrusted_types(data=skops_bytes(pipe[-1])))
     assert seen <= set(TRUSTED_TYPES), sorted(seen - set(TRUSTED_TYPES))
     assert "metasig.learn.preprocess.DESeq2VST" in seen  # the check did see our own types
+    assert {"metasig.learn.preprocess.InFoldPCA", "metasig.learn.svm.SVMClassifier"} <= seen
 
 
 class Shift(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):

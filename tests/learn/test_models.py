@@ -10,7 +10,7 @@ from metasig.learn.models import build, feature_importance, jsonable_params
 from metasig.learn.survival import XGBoostCox, harrell_c
 from metasig.learn.xgb import XGBoostClassifier
 
-CLASSIFIERS = ["xgboost", "elasticnet", "linear_sweep", "random_forest"]
+CLASSIFIERS = ["xgboost", "elasticnet", "linear_sweep", "random_forest", "svm", "logistic"]
 SURVIVAL = ["coxph", "xgboost_cox"]
 
 
@@ -86,6 +86,8 @@ def test_default_grids():
     }
     assert grids["elasticnet"] == {"model__C": [0.01, 0.1, 1.0, 10.0], "model__l1_ratio": [0.2, 0.5, 0.8]}
     assert grids["random_forest"] == {"model__max_features": ["sqrt", 0.3], "model__min_samples_leaf": [1, 5]}
+    assert grids["svm"] == {"model__kernel": ["linear", "rbf"], "model__C": [0.1, 1.0, 10.0]}
+    assert grids["logistic"] == {"model__C": [0.01, 0.1, 1.0, 10.0]}
     assert grids["coxph"] == {"model__penalizer": [0.01, 0.1, 1.0], "model__l1_ratio": [0.0, 0.5]}
     assert grids["xgboost_cox"] == {
         "model__max_depth": [2, 3],

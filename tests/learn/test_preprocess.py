@@ -261,3 +261,27 @@ def test_median_imputer_matches_simple_imputer_with_and_without_missing_values()
         fast, reference = MedianImputer().fit(train), SimpleImputer(strategy="median").fit(train)
         np.testing.assert_array_equal(fast.statistics_, reference.statistics_)
         np.testing.assert_array_equal(fast.transform(holes), reference.transform(holes))
+
+
+def test_median_imputer_copies_only_when_it_fills():
+    """Finite input comes back uncopied with SimpleImputer's values and layout; input with
+    holes is copied and filled, and never written into."""
+    from sklearn.impute import SimpleImputer
+
+    from metasig.learn.preprocess import MedianImputer
+
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(20, 6))
+    frame = pd.DataFrame(X, columns=[f"g{i}" for i in range(6)]).iloc[2:18]
+    for data in (X, np.asfortranarray(X), frame):
+        fast, reference = MedianImputer().fit(data), SimpleImputer(strategy="median").fit(data)
+        out, expected = fast.transform(data), reference.transform(data)
+        np.testing.assert_array_equal(out, expected)
+        assert out.flags.c_contiguous == expected.flags.c_contiguous
+        assert np.shares_memory(out, np.asarray(data))
+        assert fast.copy is True
+    holes = X.copy()
+    holes[1, 2] = np.nan
+    out = MedianImputer().fit(X).transform(holes)
+    assert np.isnan(holes[1, 2]) and not np.isnan(out).any()
+    assert not np.shares_memory(out, holes)

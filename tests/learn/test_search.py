@@ -19,6 +19,8 @@ GRIDS = {
     "elasticnet": {"C": [0.01, 0.1, 1.0], "l1_ratio": [0.2, 0.8]},
     "linear_sweep": {"C": [0.01, 1.0], "alpha": [1e-3, 1e-1]},
     "random_forest": {"max_features": ["sqrt", 0.5], "min_samples_leaf": [1, 8]},
+    "svm": {"kernel": ["linear", "rbf"], "C": [0.1, 1.0]},
+    "logistic": {"C": [0.01, 1.0]},
     "coxph": {"penalizer": [0.05, 0.5], "l1_ratio": [0.0, 0.5]},
     "xgboost_cox": {"n_estimators": [10, 30], "max_depth": [1, 2]},
 }
@@ -46,7 +48,8 @@ def output(model, X, task):
     return model.predict(X) if task == "survival" else model.predict_proba(X)
 
 
-CASES = [(k, t) for k in ["xgboost", "elasticnet", "linear_sweep", "random_forest"] for t in ("binary", "multiclass")]
+KINDS = ["xgboost", "elasticnet", "linear_sweep", "random_forest", "svm", "logistic"]
+CASES = [(k, t) for k in KINDS for t in ("binary", "multiclass")]
 CASES += [("coxph", "survival"), ("xgboost_cox", "survival")]
 
 

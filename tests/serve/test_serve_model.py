@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from serve_fixtures import STANDARD, build_registry
 
@@ -52,3 +53,24 @@ def test_memory_estimate_covers_uncompressed_artifact(repo):
     on_disk = sum(p.stat().st_size for p in entry.path.iterdir())
     assert model.nbytes > on_disk  # skops members are counted uncompressed, times the factor
     assert json.loads((entry.path / "features.json").read_text()) == model.features
+
+
+def test_svm_and_logistic_serve_and_pca_takes_the_reference_path(tmp_path):
+    """An SVM behind in-fold PCA and a plain logistic regression load, pass the load-time check and
+    answer what their artifacts answer; PCA is not an imputer or a scaler, so that model never
+    takes the fast path, the logistic regression (imputer + scaler only) does."""
+    features = ["G0", "G1", "G2", "G3", "G4", "G5"]
+    common = {"dataset": "seed", "group": "ALL", "features": features}
+    specs = [
+        {**common, "task": "type", "model": "pca_svm", "kind": "svm", "task_kind": "multiclass", "pca": 3},
+        {**common, "task": "status", "model": "logistic", "kind": "logistic", "task_kind": "binary"},
+    ]
+    repo = Repository(build_registry(tmp_path, specs))
+    X = np.random.default_rng(5).normal(5.0, 2.0, size=(20, len(features)))
+    for name, fast in (("seed.type.ALL.pca_svm", False), ("seed.status.ALL.logistic", True)):
+        model = ServedModel.load(repo.resolve(name))
+        assert (model._fast is not None) == fast, name
+        out = model.predict(X)
+        expected = model.artifact.predict_proba(pd.DataFrame(X, columns=features)).to_numpy()
+        assert np.array_equal(out["probabilities"], expected)
+        assert np.allclose(out["probabilities"].sum(axis=1), 1.0)

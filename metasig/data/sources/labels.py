@@ -168,6 +168,16 @@ def sample_type(barcode) -> str | None:
     return match.group(1) if match else None
 
 
+_PARTICIPANT = re.compile(r"^TCGA-[A-Z0-9]{2}-[A-Z0-9]{4}(?![A-Z0-9])", re.IGNORECASE)
+
+
+def participant(barcode) -> str | None:
+    """The TCGA participant of a barcode, its first 12 characters ('TCGA-A1-A0SB-01A...' ->
+    'TCGA-A1-A0SB'): tumour, normal and repeat aliquots of one patient share it. None otherwise."""
+    match = _PARTICIPANT.match(str(barcode).strip())
+    return match.group(0).upper() if match else None
+
+
 def _types(types, file, field):
     if types is None:
         return None

@@ -18,7 +18,9 @@ symbols in the first column and sample barcodes as the other columns. Clinical m
 with ``sampleID`` first and one row per sample. Each cohort's expression is joined to its clinical
 rows (inner join: samples without a clinical row are left out and counted), filtered by sample
 type, labelled, and given a ``cohort`` column; several cohorts are combined on the genes they all
-share (the others are counted as dropped). A gene listed twice in one file is averaged.
+share (the others are counted as dropped). A gene listed twice in one file is averaged. A
+``patient`` column (last; unless the clinical matrix has one) holds each TCGA barcode's participant
+(its first 12 characters; other IDs as they are), for grouped CV (``cv.group_by: patient``).
 """
 
 import gzip
@@ -31,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from metasig.config import schema_defaults
-from metasig.data.sources.labels import config_prefix, derive_labels, label_counts, sample_type_filter
+from metasig.data.sources.labels import config_prefix, derive_labels, label_counts, participant, sample_type_filter
 from metasig.errors import InputError
 from metasig.io import sha256_file
 
@@ -323,6 +325,8 @@ def load(cfg: dict, cache_dir="cache", config_file="config", where=""):
     label_names = list((cfg.get("labels") or {}).keys())
     front = ["sample", "cohort"] + [n for n in label_names if n not in ("sample", "cohort")]
     sheet = sheet[front + [c for c in sheet.columns if c not in front]]
+    if "patient" not in sheet.columns:  # for cv.group_by: patient (tumour, normal, aliquots of one person)
+        sheet["patient"] = [participant(s) or s for s in sheet["sample"]]
     matrix.index.name = "sample"
     meta = {
         "source": "xena",

@@ -1,0 +1,172 @@
+"""Support vector machine with calibrated probabilities (Platt scaling fitted on held-out folds).
+
+An SVM gives decision values, not probabilities; ROC-AUC, PR-AUC, the gate and a served model
+need probabilities. `SVMClassifier` fits scikit-learn's SVC on all training samples and a sigmoid
+per class (Platt 1999, with his smoothed targets) on decision values of samples the SVC did not see:
+those of `calibration_folds` stratified internal folds, as `CalibratedClassifierCV(SVC(),
+ensemble=False)` does (SVC(probability=True), libsvm's own Platt scaling, is deprecated in
+scikit-learn 1.9). Multiclass: SVC's one-vs-rest decision values, one sigmoid per class, rows
+normalized to sum to 1; columns in `classes_` (np.unique) order.
+
+Deterministic: SVC without probabilities uses no randomness, and the internal folds are a
+StratifiedKFold shuffled with `random_state`. Fitted state is the SVC (a type skops trusts by
+default) and numpy arrays, so the artifact loads without trusting arbitrary objects.
+"""
+
+import numpy as np
+from scipy.optimize import minimize
+from scipy.special import expit
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.model_selection import StratifiedKFold
+from sklearn.svm import SVC
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+KERNELS = ("linear", "rbf")
+
+
+def platt_fit(f, target):
+    """(A, B) of P(y = 1 | f) = 1 / (1 + exp(A f + B)) by maximum likelihood on Platt's smoothed
+    targets ((N+ + 1) / (N+ + 2) and 1 / (N- + 2)), which keep A finite on separable data."""
+    f, target = np.asarray(f, dtype=float), np.asarray(target, dtype=bool)
+    n_pos, n_neg = int(target.sum()), int((~target).sum())
+    t = np.where(target, (n_pos + 1.0) / (n_pos + 2.0), 1.0 / (n_neg + 2.0))
+
+    def loss(ab):
+        z = ab[0] * f + ab[1]  # P = sigmoid(-z); -log-likelihood, overflow-free
+        value = np.sum(t * np.logaddexp(0, z) + (1 - t) * np.logaddexp(0, -z))
+        d = expit(z) - (1.0 - t)  # d value / d z
+        return value, np.array([np.sum(d * f), np.sum(d)])
+
+    start = np.array([0.0, np.log((n_neg + 1.0) / (n_pos + 1.0))])
+    return minimize(loss, start, jac=True, method="L-BFGS-B").x
+
+
+def _sigmoid(f, ab):
+    return expit(-(ab[0] * f + ab[1]))
+
+
+class SVMClassifier(ClassifierMixin, BaseEstimator):
+    """SVC (kernel linear or rbf, class-balanced by default) with Platt-calibrated probabilities.
+
+    calibration_folds: internal stratified folds whose held-out decision values fit the sigmoids
+    (fewer when the smallest class has fewer samples; a class of one sample is an error)."""
+
+    def __init__(
+        self,
+        C=1.0,
+        kernel="rbf",
+        gamma="scale",
+        class_weight="balanced",
+        calibration_folds=3,
+        tol=1e-3,
+        max_iter=-1,
+        random_state=None,
+    ):
+        self.C = C
+        self.kernel = kernel
+        self.gamma = gamma
+        self.class_weight = class_weight
+        self.calibration_folds = calibration_folds
+        self.tol = tol
+        self.max_iter = max_iter
+        self.random_state = random_state
+
+    def _svc(self):
+        if self.kernel not in KERNELS:
+            raise ValueError(f"SVMClassifier: kernel {self.kernel!r} is not supported; use one of {KERNELS}")
+        return SVC(
+            C=self.C,
+            kernel=self.kernel,
+            gamma=self.gamma,
+            class_weight=self.class_weight,
+            tol=self.tol,
+            max_iter=self.max_iter,
+            decision_function_shape="ovr",
+            random_state=self.random_state,
+        )
+
+    def fit(self, X, y):
+        X, y = validate_data(self, X, y, dtype=np.float64)
+        self.classes_, codes, counts = np.unique(y, return_inverse=True, return_counts=True)
+        if len(self.classes_) < 2:
+            raise ValueError("SVMClassifier needs at least two classes")
+        folds = min(int(self.calibration_folds), int(counts.min()))
+        if folds < 2:
+            raise ValueError(
+                f"SVMClassifier: class {self.classes_[counts.argmin()]} has {counts.min()} sample(s); "
+                "probability calibration needs at least 2 per class"
+            )
+        svc = self._svc()
+        held_out = np.empty((len(y), 1 if len(self.classes_) == 2 else len(self.classes_)))
+        splitter = StratifiedKFold(folds, shuffle=True, random_state=self.random_state)
+        for train, test in splitter.split(X, codes):
+            held_out[test] = self._decision(clone(svc).fit(X[train], codes[train]), X[test])
+        self.svc_ = svc.fit(X, codes)
+        targets = [codes == 1] if len(self.classes_) == 2 else [codes == k for k in range(len(self.classes_))]
+        self.platt_ = np.array([platt_fit(held_out[:, k], t) for k, t in enumerate(targets)])
+        return self
+
+    @staticmethod
+    def _decision(svc, X):
+        d = svc.decision_function(X)
+        return d[:, None] if d.ndim == 1 else d
+
+    def decision_function(self, X):
+        check_is_fitted(self, "svc_")
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        return self.svc_.decision_function(X)
+
+    def predict_proba(self, X):
+        check_is_fitted(self, "svc_")
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        d = self._decision(self.svc_, X)
+        if len(self.classes_) == 2:
+            p = _sigmoid(d[:, 0], self.platt_[0])
+            return np.column_stack([1.0 - p, p])
+        p = np.column_stack([_sigmoid(d[:, k], ab) for k, ab in enumerate(self.platt_)])
+        total = p.sum(axis=1, keepdims=True)
+        return np.divide(p, total, out=np.full_like(p, 1.0 / p.shape[1]), where=total > 0)
+
+    def predict(self, X):
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    # ---- importance ---------------------------------------------------------------------------
+
+    @property
+    def coef_(self):
+        """Linear kernel only: the one-vs-one weight vectors (one row per pair of classes)."""
+        if getattr(self, "kernel", None) != "linear":
+            raise AttributeError("coef_ exists only for kernel 'linear'")
+        return self.svc_.coef_
+
+    @property
+    def feature_importances_(self):
+        """Non-linear kernels: the mean |gradient| of each one-vs-one decision function over that
+        pair's support vectors, averaged over pairs (for a linear kernel this would be |coef_|)."""
+        if getattr(self, "kernel", None) == "linear":
+            raise AttributeError("use coef_ for kernel 'linear'")
+        grads = self.decision_gradients()
+        return np.mean([np.abs(g).mean(axis=0) for g in grads], axis=0)
+
+    def decision_gradients(self):
+        """[gradient of each one-vs-one decision function at that pair's support vectors], one
+        (support vectors x inputs) array per pair of classes: for the RBF kernel,
+        grad f(x_a) = -2 gamma sum_b alpha_b K(x_a, s_b) (x_a - s_b). Signed, so a linear map
+        applied before the SVM (PCA) can be pulled back through it."""
+        check_is_fitted(self, "svc_")
+        svc = self.svc_
+        sv, dual = svc.support_vectors_, svc.dual_coef_
+        if self.kernel == "linear":
+            return [np.atleast_2d(row) for row in np.atleast_2d(svc.coef_)]
+        gamma = float(svc._gamma)
+        start = np.concatenate([[0], np.cumsum(svc.n_support_)])
+        n, grads = len(self.classes_), []
+        for i in range(n):
+            for j in range(i + 1, n):
+                rows = np.r_[start[i] : start[i + 1], start[j] : start[j + 1]]
+                alpha = np.r_[dual[j - 1, start[i] : start[i + 1]], dual[i, start[j] : start[j + 1]]]
+                S = sv[rows]
+                sq = (S**2).sum(axis=1)
+                Ka = np.exp(-gamma * np.maximum(sq[:, None] + sq[None, :] - 2 * S @ S.T, 0.0)) * alpha[None, :]
+                grads.append(-2 * gamma * (Ka.sum(axis=1)[:, None] * S - Ka @ S))
+        return grads
