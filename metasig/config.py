@@ -28,6 +28,9 @@ METRICS = {
 }
 # Model kinds that train with XGBoost, so can use a GPU (config key `device`).
 XGBOOST_KINDS = ("xgboost", "xgboost_cox")
+# Sources whose sample sheet takes a dataset-level `labels` derivation (xena, geo and gdc derive
+# theirs inside their own block; the reads sources' sheet is read elsewhere).
+LABELLED_SOURCES = ("builtin", "table", "url")
 # Metrics where lower is better cannot be gated with a minimum.
 LOWER_IS_BETTER = {"ibs"}
 # Counts default to DESeq2's median-of-ratios + log2, fitted in-fold on every gene (it corrects
@@ -154,12 +157,21 @@ def check(config, config_file="config", base_dir="."):
         for key in ("matrix", "samples", "units", "transcriptome", "tx2gene", "gtf"):
             if key in dataset and not (base / dataset[key]).is_file():
                 raise InputError(config_file, f"{where}.{key}", f"file not found: {dataset[key]}")
+        id_map = dataset.get("id_map") or {}
+        if id_map.get("file") and not (base / id_map["file"]).is_file():
+            raise InputError(config_file, f"{where}.id_map.file", f"file not found: {id_map['file']}")
+        if dataset.get("labels"):
+            check_labels_source(dataset["source"], config_file, where)
         for gname, group in dataset["gene_groups"].items():
             if isinstance(group, dict) and not (base / group["gmt"]).is_file():
                 raise InputError(config_file, f"{where}.gene_groups.{gname}.gmt", f"file not found: {group['gmt']}")
         groups = group_names(config, dname, base_dir, config_file)
         for tname, task in dataset["tasks"].items():
             twhere = f"{where}.tasks.{tname}"
+            if task["type"] == "survival" and task.get("min_class_size") is not None:
+                raise InputError(
+                    config_file, f"{twhere}.min_class_size", "applies to binary and multiclass tasks, not survival"
+                )
             for mname in task["models"]:
                 if mname not in models:
                     raise InputError(
@@ -250,6 +262,19 @@ def check_random_sets(config, dataset, task, config_file="config", base_dir=".")
             f"{count} random sets can never give a p-value <= gate.random_p {gate['random_p']} "
             f"(the smallest is 1 / (1 + {count})); use at least {math.ceil(1 / gate['random_p'] - 1)}",
         )
+
+
+def check_labels_source(source, config_file, where):
+    """Dataset-level `labels` only where the sample sheet passes through them (LABELLED_SOURCES)."""
+    if source in LABELLED_SOURCES:
+        return
+    inner = {"xena": "xena.labels", "geo": "geo.labels", "gdc": "gdc.labels_table.labels"}.get(source)
+    raise InputError(
+        config_file,
+        f"{where}.labels",
+        f"dataset-level labels apply to the sources {list(LABELLED_SOURCES)}, not {source}"
+        + (f": derive them under {where}.{inner}" if inner else ": put the labels in the sample sheet"),
+    )
 
 
 def check_model_parameters(models, config_file="config"):

@@ -118,10 +118,11 @@ def check_covariates(sheet, covariates, matrix_columns, tasks_cfg, sheet_file):
             )
 
 
-def _class_counts(sheet, task, sheet_file):
-    """Samples per stratum the folds are split on: each class as written, or for survival the
-    events (censored samples may be missing from a fold; events may not, or its C-index is undefined)."""
-    samples, y = tasks.target(sheet, task, sheet_file)
+def _class_counts(sheet, task, sheet_file, folds=None):
+    """Samples per stratum the folds are split on: each class as written (a multiclass task's
+    classes below min_class_size left out), or for survival the events (censored samples may be
+    missing from a fold; events may not, or its C-index is undefined)."""
+    samples, y = tasks.target(sheet, task, sheet_file, folds=folds)
     if task["type"] == "survival":
         return {"events (event = 1)": int(np.asarray(y["event"], dtype=bool).sum())}
     if task["type"] == "binary":  # classes as written in the sheet, as tasks.target names them
@@ -138,17 +139,19 @@ def check_folds(sheet, task, folds, sheet_file, where):
     share a participant are warned about (warn_shared_participants)."""
     if folds.get("group_by"):
         return check_groups(sheet, task, folds, sheet_file, where)
-    warn_shared_participants(sheet, task, sheet_file, where)
+    warn_shared_participants(sheet, task, sheet_file, where, folds)
     k, m = int(folds["outer_folds"]), int(folds["inner_folds"])
     column = task["event"] if task["type"] == "survival" else task["label"]
-    for name, n in _class_counts(sheet, task, sheet_file).items():
+    # a multiclass task could leave the class out instead (its min_class_size was set below the folds')
+    drop = f", or raise {where}.min_class_size above {{n}} to leave it out" if task["type"] == "multiclass" else ""
+    for name, n in _class_counts(sheet, task, sheet_file, folds).items():
         if n < k:
             raise InputError(
                 sheet_file,
                 column,
                 f"class '{name}' has {n} sample(s), fewer than outer_folds = {k} of task "
                 f"{where}: some outer test folds would have none of it; set cv.outer_folds to at most "
-                f"{n} (for all tasks, or in {where}.cv) or add samples",
+                f"{n} (for all tasks, or in {where}.cv) or add samples{drop.format(n=n)}",
             )
         smallest = n - -(-n // k)
         if smallest < m:
@@ -161,13 +164,14 @@ def check_folds(sheet, task, folds, sheet_file, where):
                 sheet_file,
                 column,
                 f"class '{name}' has {n} sample(s), so an outer training part ({k - 1} of "
-                f"{k} folds) holds as few as {smallest}, fewer than inner_folds = {m} of task {where}; {fix}",
+                f"{k} folds) holds as few as {smallest}, fewer than inner_folds = {m} of task {where}; "
+                f"{fix}{drop.format(n=n)}",
             )
 
 
-def _groups_per_stratum(sheet, task, column, sheet_file, where):
+def _groups_per_stratum(sheet, task, column, sheet_file, where, folds=None):
     """(groups of the task's samples, {class or 'events (event = 1)': number of groups holding it})."""
-    samples, y = tasks.target(sheet, task, sheet_file)
+    samples, y = tasks.target(sheet, task, sheet_file, folds=folds)
     groups = tasks.group_values(sheet, samples, column, sheet_file, f"{where}.cv.group_by")
     if task["type"] == "survival":
         return groups, {"events (event = 1)": len(set(groups[np.asarray(y["event"], dtype=bool)]))}
@@ -185,7 +189,7 @@ def check_groups(sheet, task, folds, sheet_file, where):
     (leave_one_group_out). Every sample needs a group value."""
     column, scheme = folds["group_by"], folds.get("scheme") or "kfold"
     k, m = int(folds["outer_folds"]), int(folds["inner_folds"])
-    groups, per_class = _groups_per_stratum(sheet, task, column, sheet_file, where)
+    groups, per_class = _groups_per_stratum(sheet, task, column, sheet_file, where, folds)
     n_groups = len(set(groups))
     logo = scheme == "leave_one_group_out"
     need = m + 1 if logo else max(k, m)
@@ -219,11 +223,11 @@ def check_groups(sheet, task, folds, sheet_file, where):
             )
 
 
-def warn_shared_participants(sheet, task, sheet_file, where):
+def warn_shared_participants(sheet, task, sheet_file, where, folds=None):
     """Warn (once per task, where inputs are checked) when the task's samples are TCGA barcodes and
     some participants have several samples (tumour + normal, repeat aliquots): sample-level folds
     then put one patient on both sides of a split. Returns the number of such participants."""
-    samples = tasks.labelled_samples(sheet, task, sheet_file)
+    samples = tasks.labelled_samples(sheet, task, sheet_file, folds)
     patients = pd.Series([participant(s) for s in samples], index=samples, dtype=object).dropna()
     counts = patients.value_counts()
     shared = counts[counts > 1]
@@ -260,6 +264,17 @@ def check_dataset(matrix, sheet, dataset_cfg, matrix_file, sheet_file, min_per_c
     check_same_samples(matrix.index, sheet["sample"], matrix_file, sheet_file)
     check_covariates(sheet, dataset_cfg.get("covariates"), matrix.columns, dataset_cfg.get("tasks"), sheet_file)
     for tname, task in (dataset_cfg.get("tasks") or {}).items():
-        tasks.target(sheet, task, sheet_file, min_per_class=min_per_class)
-        if folds and tname in folds:
-            check_folds(sheet, task, folds[tname], sheet_file, f"{where}.tasks.{tname}")
+        task_folds = (folds or {}).get(tname)
+        tasks.target(sheet, task, sheet_file, min_per_class=min_per_class, folds=task_folds)
+        for cls, ids in tasks.small_classes(sheet, task, task_folds).items():
+            log.info(
+                "task %s: class '%s' left out (%d sample(s): %s): fewer than min_class_size %d%s",
+                tname,
+                cls,
+                len(ids),
+                _few(ids),
+                tasks.min_class_size(task, task_folds),
+                "" if task.get("min_class_size") is not None else " (the smallest class its folds can split)",
+            )
+        if task_folds:
+            check_folds(sheet, task, task_folds, sheet_file, f"{where}.tasks.{tname}")

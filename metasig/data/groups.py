@@ -16,12 +16,20 @@ def _loose(gene):
     return re.sub(r"\.\d+$", "", str(gene)).upper()
 
 
-def resolve(groups, features, file="config", field_prefix="gene_groups"):
+def resolve(groups, features, file="config", field_prefix="gene_groups", id_map=None, covariates=()):
     """groups: name -> 'ALL' or a list of genes (metasig.config.expanded_groups).
     Returns {name: {"genes": [present, in the group's order], "missing": [absent, in order]}};
-    'ALL' means every feature, in matrix order."""
+    'ALL' means every feature, in matrix order. `id_map`: the matrix's ID-map record
+    (metasig.data.id_map.apply); with collapse `keep` a gene selects its columns '<gene>|<ID>'
+    (in matrix order), and each group gets "mapped": how many of its genes were found only thanks
+    to the mapping (`covariates`, listed among `features`, are not genes)."""
+    from metasig.data.id_map import keep_gene, mapped_genes
+
     features = [str(f) for f in features]
-    present = set(features)
+    keep = (id_map or {}).get("collapse") == "keep"
+    columns = {}  # gene -> its feature columns
+    for f in features:
+        columns.setdefault(keep_gene(f) if keep else f, []).append(f)
     loose = {}
     for f in features:
         loose.setdefault(_loose(f), f)
@@ -31,8 +39,8 @@ def resolve(groups, features, file="config", field_prefix="gene_groups"):
             out[name] = {"genes": list(features), "missing": []}
             continue
         wanted = list(dict.fromkeys(str(g) for g in spec))  # drop repeats, keep first position
-        genes = [g for g in wanted if g in present]
-        missing = [g for g in wanted if g not in present]
+        genes = [c for g in wanted for c in columns.get(g, [])]
+        missing = [g for g in wanted if g not in columns]
         if not genes:
             near = [f"{g}~{loose[_loose(g)]}" for g in missing if _loose(g) in loose]
             hint = f"; IDs that differ only in case or version: {_few(near)}" if near else ""
@@ -43,6 +51,11 @@ def resolve(groups, features, file="config", field_prefix="gene_groups"):
                 f"the data has e.g. {_few(features)}){hint}",
             )
         out[name] = {"genes": genes, "missing": missing}
+        if keep:  # genes lists columns, several per gene
+            out[name]["found"] = len(wanted) - len(missing)
+    if id_map:
+        for entry in out.values():
+            entry["mapped"] = mapped_genes(entry["genes"], id_map, covariates)
     return out
 
 
@@ -51,9 +64,13 @@ def missing_report(resolved):
     set's name in its GMT file when it was renamed to a safe group name)."""
     lines = []
     for name, entry in resolved.items():
-        n_genes, n_missing = len(entry["genes"]), len(entry["missing"])
+        n_genes, n_missing = entry.get("found", len(entry["genes"])), len(entry["missing"])
         shown = f"{name} (GMT set '{entry['gmt_name']}')" if entry.get("gmt_name") else name
         line = f"{shown}: {n_genes}/{n_genes + n_missing} genes present"
+        if "found" in entry:
+            line += f" in {len(entry['genes'])} column(s)"
+        if entry.get("mapped"):
+            line += f" ({entry['mapped']} found only after ID mapping)"
         if n_missing:
             line += f"; missing: {_few(entry['missing'], 20)}"
         lines.append(line)

@@ -16,13 +16,24 @@ def read_checked(dataset_cfg, name, cache, config_file, groups, reads=None, base
     (matrix, sheet, meta). `folds`: {task: {"outer_folds", "inner_folds"}} (see validate.check_folds)."""
     from metasig.data import checks as validate
     from metasig.data import groups as genesets
-    from metasig.data import sources
+    from metasig.data import id_map, sources
     from metasig.data.sources import reads as reads_source
 
     if reads:
         matrix, sheet, meta = reads_source.load(dataset_cfg, reads)
     else:
         matrix, sheet, meta = sources.load(dataset_cfg, name, base_dir, cache, config_file)
+    # feature IDs -> the gene IDs of the groups, for any source, before the checks see the matrix
+    matrix, mapped = id_map.apply(
+        matrix,
+        dataset_cfg.get("id_map"),
+        base_dir,
+        config_file,
+        f"datasets.{name}.id_map",
+        dataset_cfg.get("encoding"),
+    )
+    if mapped:
+        meta["id_map"] = mapped
     matrix_file = (
         dataset_cfg.get("matrix")
         or dataset_cfg.get("url")
@@ -38,8 +49,15 @@ def read_checked(dataset_cfg, name, cache, config_file, groups, reads=None, base
         folds=folds,
         where=f"datasets.{name}",
     )
-    features = list(matrix.columns) + list(dataset_cfg.get("covariates", []))
-    genesets.resolve(groups, features, config_file, field_prefix=f"datasets.{name}.gene_groups")
+    covariates = list(dataset_cfg.get("covariates", []))
+    genesets.resolve(
+        groups,
+        list(matrix.columns) + covariates,
+        config_file,
+        field_prefix=f"datasets.{name}.gene_groups",
+        id_map=meta.get("id_map"),
+        covariates=covariates,
+    )
     return matrix, sheet, meta
 
 
@@ -80,6 +98,7 @@ def check_inputs(datasets, config_file, cache, marker_dir, base_dir="."):
         return False
     files = sorted(
         {str(base / ds[k]) for ds, _, _ in checked.values() for k in ("matrix", "samples") if ds.get(k)}
+        | {str(base / ds["id_map"]["file"]) for ds, _, _ in checked.values() if (ds.get("id_map") or {}).get("file")}
         | {
             str(base / g["gmt"])
             for ds, _, _ in checked.values()
@@ -126,9 +145,14 @@ def gene_groups(matrix_in, groups, covariates, groups_out, config_file, original
     from metasig.data import groups as genesets
     from metasig.data.groups_file import write_groups
 
-    matrix, _ = io.read_matrix(matrix_in)
+    matrix, meta = io.read_matrix(matrix_in)
     resolved = genesets.resolve(
-        groups, list(matrix.columns) + list(covariates), config_file, field_prefix="gene_groups"
+        groups,
+        list(matrix.columns) + list(covariates),
+        config_file,
+        field_prefix="gene_groups",
+        id_map=meta.get("id_map"),
+        covariates=covariates,
     )
     for group, original in (originals or {}).items():
         resolved[group]["gmt_name"] = original

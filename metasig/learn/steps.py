@@ -13,16 +13,17 @@ log = logging.getLogger("metasig")
 __all__ = ["logged", "feature_frame", "train", "train_random_sets"]
 
 
-def feature_frame(matrix_in, samples_in, groups_in, group, task_cfg, covariates, normalization, sheet=None):
+def feature_frame(matrix_in, samples_in, groups_in, group, task_cfg, covariates, normalization, sheet=None, folds=None):
     """Features of one group (normalized genes + offered covariates) and the task's target, on the
     samples that carry the task's label. Only the group's gene columns are read from the matrix,
     except with in-fold VST, whose size factors need the whole library: the frame then holds every
     gene (+ the group's covariates) and `subset` gives the positions of the group's genes among
-    them. `sheet`: the sample sheet if already read. Returns (X, y, class names, subset or None)."""
+    them. `sheet`: the sample sheet if already read; `folds`: the task's cv settings (they set its
+    default min_class_size: metasig.learn.tasks). Returns (X, y, class names, subset or None)."""
     from metasig.learn import tasks
 
     sheet = io.read_sheet(samples_in) if sheet is None else sheet
-    samples, y = tasks.target(sheet, task_cfg, sheet_file=samples_in)
+    samples, y = tasks.target(sheet, task_cfg, sheet_file=samples_in, folds=folds)
     features = group_genes(groups_in, group)
     names = io.matrix_columns(matrix_in)
     known = set(names)
@@ -63,12 +64,12 @@ def train(
 
     sheet = io.read_sheet(samples_in)
     X, y, classes, subset = feature_frame(
-        matrix_in, samples_in, groups_in, identity["group"], task_cfg, covariates, normalization, sheet
+        matrix_in, samples_in, groups_in, identity["group"], task_cfg, covariates, normalization, sheet, cv
     )
     if normalization in IN_FOLD and subset is None:
         normalization = "none"  # a group of covariates only: there are no counts to transform
     # samples the task cannot use are counted and named, never dropped silently
-    left = left_out(sheet, task_cfg, samples_in)
+    left = left_out(sheet, task_cfg, samples_in, folds=cv)
     log.info("%s: %d samples x %d features; %s", ".".join(identity.values()), *X.shape, left_out_text(left))
     groups = None
     if cv.get("group_by"):  # grouped CV: every sample's group, checked before any fit
@@ -123,7 +124,7 @@ def train_random_sets(
     from metasig.learn.random_sets_file import write_random_sets
 
     sheet = io.read_sheet(samples_in)
-    samples, y = tasks.target(sheet, task_cfg, sheet_file=samples_in)
+    samples, y = tasks.target(sheet, task_cfg, sheet_file=samples_in, folds=cv)  # the signature job's samples
     groups = None
     if cv.get("group_by"):  # the signature's grouped folds, so both are scored on the same splits
         where = f"task {identity.get('task')}: cv.group_by"

@@ -2,8 +2,13 @@
 sample-sheet file and column when the labels cannot support the task.
 
 Only an empty cell is a missing label: text such as 'NA', 'None', 'null' or 'nan' is a value (a
-class called 'NA' is possible), unless the task lists it under `missing`. Samples left out of a
-task are reported by `left_out`, never dropped without a count."""
+class called 'NA' is possible), unless the task lists it under `missing`. A multiclass task leaves
+out the classes smaller than its `min_class_size` (see `min_class_size`); a binary task cannot, so
+there a class that small is an error. Samples left out of a task are reported by `left_out`, never
+dropped without a count.
+
+`folds` ({"outer_folds", "inner_folds"}, e.g. the task's cv settings) sets the default
+min_class_size; without them it is 2."""
 
 import numpy as np
 import pandas as pd
@@ -36,8 +41,43 @@ def class_names(sheet: pd.DataFrame, task: dict):
     return [others[0] if len(others) == 1 else f"not {positive}", positive]
 
 
-def left_out(sheet: pd.DataFrame, task: dict, sheet_file="samples.tsv") -> dict:
-    """{reason: [sample IDs]} of the samples a task cannot use (missing label, time or event)."""
+def min_class_size(task: dict, folds=None) -> int:
+    """The smallest class a classification task keeps: its `min_class_size`, else the smallest
+    class the folds can split (one sample in every outer test fold, and inner_folds left in every
+    outer training part: see metasig.data.checks.check_folds), else 2."""
+    if task.get("min_class_size") is not None:
+        return int(task["min_class_size"])
+    if not folds:
+        return 2
+    k, m = int(folds["outer_folds"]), int(folds["inner_folds"])
+    n = max(2, k)
+    while n - -(-n // k) < m:  # an outer training part holds as few as n - ceil(n / k)
+        n += 1
+    return n
+
+
+def small_classes(sheet: pd.DataFrame, task: dict, folds=None, labelled=None) -> dict:
+    """{class: [sample IDs]} of a multiclass task's classes smaller than its min_class_size, among
+    the samples with a label (`labelled`: a boolean mask of them, if already known)."""
+    if task["type"] != "multiclass":
+        return {}
+    size = min_class_size(task, folds)
+    labels = _cells(sheet, task["label"], task)
+    labels = labels[labels.notna() if labelled is None else labelled]
+    counts = labels.value_counts()
+    small = sorted(str(c) for c, n in counts.items() if n < size)
+    ids = sheet["sample"].astype(str)
+    return {c: list(ids[labels.index[labels == c]]) for c in small}
+
+
+def small_reason(cls, task, folds=None) -> str:
+    """The left-out reason of a small class, as metrics.json and the report show it."""
+    return f"class '{cls}' < min_class_size {min_class_size(task, folds)}"
+
+
+def left_out(sheet: pd.DataFrame, task: dict, sheet_file="samples.tsv", folds=None) -> dict:
+    """{reason: [sample IDs]} of the samples a task cannot use (missing label, time or event; a
+    multiclass class smaller than min_class_size)."""
     out = {}
     for col in _columns(task):
         if col not in sheet.columns:
@@ -48,12 +88,14 @@ def left_out(sheet: pd.DataFrame, task: dict, sheet_file="samples.tsv") -> dict:
         if empty.any():
             out[f"missing {col}"] = list(sheet.loc[empty, "sample"].astype(str))
         taken |= empty
+    for cls, ids in small_classes(sheet, task, folds, ~taken).items():
+        out[small_reason(cls, task, folds)] = ids
     return out
 
 
-def labelled_samples(sheet: pd.DataFrame, task: dict, sheet_file="samples.tsv") -> pd.Index:
-    """Samples that carry the task's label (or time and event); the others are left out of it."""
-    dropped = {s for names in left_out(sheet, task, sheet_file).values() for s in names}
+def labelled_samples(sheet: pd.DataFrame, task: dict, sheet_file="samples.tsv", folds=None) -> pd.Index:
+    """Samples the task uses: with its label (or time and event), in a class it keeps."""
+    dropped = {s for names in left_out(sheet, task, sheet_file, folds).values() for s in names}
     ids = sheet["sample"].astype(str)
     return pd.Index(ids[~ids.isin(dropped)])
 
@@ -90,10 +132,10 @@ def left_out_text(left: dict, n=10) -> str:
     return f"{sum(len(v) for v in left.values())} sample(s) left out: " + "; ".join(parts)
 
 
-def target(sheet: pd.DataFrame, task: dict, sheet_file="samples.tsv", min_per_class=2):
+def target(sheet: pd.DataFrame, task: dict, sheet_file="samples.tsv", min_per_class=2, folds=None):
     """Return (samples, y). y: 0/1 ints (binary), class strings (multiclass), or a structured
     array with fields ('event', bool) and ('time', float) (survival)."""
-    samples = labelled_samples(sheet, task, sheet_file)
+    samples = labelled_samples(sheet, task, sheet_file, folds)
     rows = sheet.set_index(sheet["sample"].astype(str)).loc[samples]
     if task["type"] == "survival":
         return samples, _survival(rows, task, sheet_file)
@@ -123,6 +165,16 @@ def target(sheet: pd.DataFrame, task: dict, sheet_file="samples.tsv", min_per_cl
         names = pd.Series(y)
     # counts by the class label as written, not its 0/1 code
     counts = names.value_counts()
+    small = small_classes(sheet, task, folds)
+    if small and len(counts) < 2:
+        kept = f"only class '{counts.index[0]}' is" if len(counts) else "no class is"
+        raise InputError(
+            sheet_file,
+            task["label"],
+            f"{kept} left after leaving out the classes smaller than min_class_size "
+            f"{min_class_size(task, folds)} ({', '.join(f'{c!r} ({len(v)})' for c, v in small.items())}); "
+            "a classifier needs two or more: lower the task's min_class_size or add samples",
+        )
     if len(counts) < 2:
         raise InputError(
             sheet_file,
@@ -135,6 +187,14 @@ def target(sheet: pd.DataFrame, task: dict, sheet_file="samples.tsv", min_per_cl
             task["label"],
             f"class '{counts.idxmin()}' has {int(counts.min())} sample(s); "
             f"cross-validation needs at least {min_per_class}",
+        )
+    if task["type"] == "binary" and task.get("min_class_size") is not None and counts.min() < task["min_class_size"]:
+        raise InputError(
+            sheet_file,
+            task["label"],
+            f"class '{counts.idxmin()}' has {int(counts.min())} sample(s), fewer than the task's min_class_size "
+            f"{task['min_class_size']}; a binary task cannot leave out one of its two classes (nothing would be "
+            "left to learn): add samples or lower min_class_size",
         )
     return samples, y
 

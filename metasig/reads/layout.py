@@ -158,6 +158,8 @@ def load_inputs(dataset, ds, units) -> dict:
         files = [f"{simulated_folder(dataset)}/{f}" for f in ("samples.tsv", "tx2gene.tsv")]
     else:
         files = [ds[key] for key in ("matrix", "samples", "tx2gene", "gtf") if key in ds]
+    if (ds.get("id_map") or {}).get("file"):
+        files.append(ds["id_map"]["file"])
     inputs = {"files": files}
     if is_reads(ds):
         inputs["quant"] = salmon_dirs(dataset, units) if uses_salmon(ds) else featurecounts(dataset)

@@ -36,13 +36,14 @@ def _gate_summary(gate_rows_df):
 
 
 def sample_note(doc):
-    """'\n(n = 40 samples; 3 left out: missing her2 3)' from a metrics.json, so the report shows how
-    many samples each task used and how many it could not use, and why."""
+    """'\n(n = 40 samples; 4 left out: missing her2 (3), class 'M7' < min_class_size 5 (1))' from a
+    metrics.json, so the report shows how many samples each task used and how many it could not
+    use, and why."""
     if not doc or doc.get("n_samples") is None:
         return ""
     note = f"n = {doc['n_samples']} samples"
     if doc.get("n_left_out") is not None:
-        reasons = ", ".join(f"{k} {v}" for k, v in (doc.get("left_out") or {}).items())
+        reasons = ", ".join(f"{k} ({v})" for k, v in (doc.get("left_out") or {}).items())
         note += f"; {doc['n_left_out']} left out" + (f": {reasons}" if reasons else "")
     return f"\n({note})"
 

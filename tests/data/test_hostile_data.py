@@ -135,7 +135,7 @@ def test_left_out_samples_are_named_in_the_log_and_counted_in_metrics_leaderboar
     assert (doc["n_samples"], doc["n_left_out"], doc["left_out"]) == (21, 3, {"missing status": 3})
     board = leaderboard([doc])
     assert board.loc[0, ["n_samples", "n_left_out"]].tolist() == [21, 3]
-    assert sample_note(doc) == "\n(n = 21 samples; 3 left out: missing status 3)"
+    assert sample_note(doc) == "\n(n = 21 samples; 3 left out: missing status (3))"
 
 
 # ---- C6: types ---------------------------------------------------------------------------------

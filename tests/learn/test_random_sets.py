@@ -198,3 +198,37 @@ def test_grouped_job_scores_random_sets_on_the_signatures_grouped_folds(planted,
     ungrouped = train(X[drawn], labels, {"type": "binary", "positive": 1}, MODEL, CV, PREP, "none", 5)
     assert value == pytest.approx(expected.metrics["roc_auc"]["estimate"], abs=1e-6)  # the TSV keeps 6 digits
     assert abs(value - ungrouped.metrics["roc_auc"]["estimate"]) > 1e-3
+
+
+def test_random_sets_leave_out_the_classes_the_signature_job_leaves_out(planted, tmp_path):
+    """A class below min_class_size is left out of the random sets' task as of the signature's."""
+    X, y = planted
+    status = np.where(y == 1, "case", "control").astype(object)
+    status[:2] = "rare"  # 2 samples: below the default minimum of 3 outer folds
+    sheet = pd.DataFrame({"sample": X.index, "status": status})
+    io.write_matrix(X, tmp_path / "normalized.parquet", unit="log2", namespace="feature")
+    io.write_sheet(sheet, tmp_path / "samples.tsv")
+    write_groups({"sig": {"genes": list(X.columns[:PLANTED]), "missing": []}}, tmp_path / "groups.json")
+    files = [tmp_path / "normalized.parquet", tmp_path / "samples.tsv", tmp_path / "groups.json"]
+    out = tmp_path / "random_sets.tsv"
+    task = {"type": "multiclass", "label": "status"}
+    identity = {"dataset": "syn", "task": "status", "group": "sig", "model": "enet"}
+    steps.train_random_sets(
+        *files,
+        out,
+        identity=identity,
+        count=1,
+        task_cfg=task,
+        model_cfg=MODEL,
+        cv=CV,
+        preprocessing=PREP,
+        normalization="none",
+        covariates=[],
+        seed=5,
+    )
+    drawn = read_random_sets(out)["genes"][0]
+    kept = status != "rare"
+    expected = random_sets.score(
+        X[list(drawn)][kept], status[kept].astype(str), "multiclass", MODEL, CV, PREP, "none", 5
+    )
+    assert metric_values(read_random_sets(out), "roc_auc")[0] == pytest.approx(expected["roc_auc"], abs=1e-6)

@@ -9,10 +9,11 @@ Deeper checks (duplicates, NaN, labels per task) are in metasig.data.checks.
 import importlib
 from pathlib import Path
 
-from metasig.config import schema_defaults
+from metasig.config import check_labels_source, schema_defaults
 from metasig.data import checks as validate
 from metasig.data.sources import builtin, table
 from metasig.data.sources import url as url_source
+from metasig.data.sources.labels import derive_labels, label_counts
 from metasig.errors import InputError
 from metasig.io import sha256_file
 
@@ -56,11 +57,26 @@ def load(dataset_cfg: dict, dataset_name: str, base_dir=".", cache_dir="cache", 
             matrix=matrix,
             orientation=dataset_cfg.get("orientation", schema_defaults("dataset")["orientation"]),
         )
+    if dataset_cfg.get("labels"):
+        matrix, sheet = _derive_labels(matrix, sheet, dataset_cfg, matrix_name, config_file, where)
+        meta["labels"] = label_counts(sheet, dataset_cfg["labels"])
     for key in ("unit", "namespace"):
         if dataset_cfg.get(key):
             meta[key] = dataset_cfg[key]
     check_library(matrix, dataset_cfg, meta.get("unit"), matrix_name)
     return matrix, sheet.reset_index(drop=True), meta
+
+
+def _derive_labels(matrix, sheet, dataset_cfg, matrix_name, config_file, where):
+    """The dataset's `labels` (as the Xena and GEO sources derive theirs), read from the sample
+    sheet, or from the matrix's sheet_columns without one; samples dropped for a missing label
+    leave the matrix too."""
+    check_labels_source(dataset_cfg.get("source"), config_file, where)
+    annotations = dataset_cfg.get("samples") or matrix_name
+    sheet = derive_labels(sheet, dataset_cfg["labels"], annotations, config_file=config_file, where=f"{where}.labels")
+    if sheet.empty:
+        raise InputError(config_file, f"{where}.labels", "no sample is left after dropping missing labels")
+    return matrix.loc[sheet["sample"].to_numpy()], sheet
 
 
 def check_library(matrix, dataset_cfg, unit, matrix_file):

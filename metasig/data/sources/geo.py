@@ -5,7 +5,7 @@ Config (``source: geo``)::
     series: GSE28497
     base: https://ftp.ncbi.nlm.nih.gov/geo/series          # default
     platform: GPL96          # optional; else the series matrix's !Series_platform_id
-    collapse: max_mean       # max_mean (default) | mean | keep
+    collapse: max_mean       # max_mean (default) | mean | max_var | keep
     labels: {subtype: {column: subtype}}                    # characteristics keys are columns
     # optional: matrix_url, platform_url, geo_root, symbol_column, unit, and sha256 pins keyed by
     # URL, file name, 'series_matrix' or 'platform' (hex = sha256; also "sha256:<hex>" / "md5:<hex>")
@@ -23,11 +23,12 @@ sample without a key gets an empty cell; a key repeated for one sample is joined
 Probes are mapped to gene symbols with the platform table's ``ID`` and ``Gene symbol`` columns.
 Probes without a symbol are dropped. A probe annotated with several symbols (``A /// B``) is
 assigned to the first one only (``A``); the count of such probes is in meta. ``collapse`` then
-makes one column per gene: ``max_mean`` keeps the probe with the highest mean over all samples
-(ties: the first in the file), ``mean`` averages the gene's probes per sample. ``keep`` keeps every
-probe of the series matrix as its own column (namespace ``probe``) and needs no platform file.
-Note that ``max_mean`` uses all samples; it is unsupervised (labels are not used), so it does not
-leak label information into model evaluation.
+makes one column per gene by the rules shared with every source's ``id_map``
+(`metasig.data.id_map`): ``max_mean`` keeps the probe with the highest mean over all samples
+(ties: the first in the file), ``max_var`` the one with the highest variance, ``mean`` averages the
+gene's probes per sample. Here ``keep`` keeps every probe of the series matrix as its own column
+(namespace ``probe``) and needs no platform file (a dataset-level ``id_map`` can map them later).
+The rules use all samples and no label, so they do not leak label information into the evaluation.
 """
 
 import csv
@@ -39,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from metasig.config import schema_defaults
+from metasig.data.id_map import collapse
 from metasig.data.sources.labels import config_prefix, derive_labels, label_counts
 from metasig.data.sources.xena import _READ_ERRORS, fetch, open_text, read_error
 from metasig.errors import InputError
@@ -46,7 +48,7 @@ from metasig.errors import InputError
 log = logging.getLogger("metasig.data.sources")
 
 DEFAULT_BASE = schema_defaults("geo")["base"]
-COLLAPSE = ("max_mean", "mean", "keep")
+COLLAPSE = ("max_mean", "mean", "max_var", "keep")  # keep: probes as they are, no platform (see the doc)
 _CONFIG_KEYS = {
     "source",
     "series",
@@ -272,27 +274,6 @@ def read_platform(path, display, symbol_column=None):
     mapping = pd.Series(first[keep].to_numpy(), index=ids[keep].to_numpy())
     mapping = mapping[~mapping.index.duplicated()]
     return mapping, pd.Index(ids[multi & keep].to_numpy())
-
-
-def collapse(matrix, mapping, how):
-    """Probe columns -> gene columns (see the module doc); genes in order of their first probe."""
-    symbols = pd.Series(matrix.columns.map(lambda p: mapping.get(p)), index=matrix.columns)
-    mapped = symbols.dropna()
-    probes = matrix.loc[:, mapped.index]
-    order = pd.unique(mapped.to_numpy())
-    if how == "mean":
-        genes = probes.T.groupby(mapped.to_numpy(), sort=False).mean().T
-    else:  # max_mean
-        means = probes.mean(axis=0)
-        frame = pd.DataFrame({"probe": mapped.index, "symbol": mapped.to_numpy(), "mean": means.to_numpy()})
-        best = frame.sort_values("mean", ascending=False, kind="mergesort", na_position="last")
-        best = best.drop_duplicates("symbol", keep="first").set_index("symbol")["probe"]
-        genes = probes.loc[:, best.loc[order].to_numpy()]
-        genes.columns = order
-    genes = genes.loc[:, list(order)]
-    genes.columns = pd.Index([str(g) for g in genes.columns])
-    genes.index.name = "sample"
-    return genes.astype("float64")
 
 
 def load(cfg: dict, cache_dir="cache", config_file="config", where=""):
