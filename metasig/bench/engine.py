@@ -26,10 +26,11 @@ from metasig.bench.engine_run import BASELINE, extract_baseline, gpu_status, run
 from metasig.bench.scratch import REPO
 
 MODELS = {
-    "binary": ["xgboost", "elasticnet", "linear_sweep", "random_forest"],
-    "multiclass": ["xgboost", "elasticnet", "linear_sweep", "random_forest"],
+    "binary": ["xgboost", "elasticnet", "linear_sweep", "random_forest", "svm", "logistic"],
+    "multiclass": ["xgboost", "elasticnet", "linear_sweep", "random_forest", "svm", "logistic"],
     "survival": ["coxph", "xgboost_cox"],
 }
+TODAY_KINDS = {"xgboost", "elasticnet", "linear_sweep", "random_forest", "coxph", "xgboost_cox"}  # kinds eeec69e has
 CV = {"outer_folds": 5, "outer_repeats": 3, "inner_folds": 3, "bootstrap": 1000, "permuted_repeats": 1}
 PREPROCESSING = {"min_mean": None, "top_variance": None, "select_k": None, "scale": True}
 SEED = 42
@@ -221,7 +222,7 @@ def run_job(args, case, letter, data_dir, group, model, n_genes, workdir, today_
     row = {"case": letter, "group": group, "model": model, "shape": [case.n_samples, n_genes], "quick": args.quick}
     row["device"] = device or "cpu"
     row["metasig"] = run_engine("metasig", dict(spec), rundir / "metasig", REPO, args, case, say, label)
-    if today_dir and not device:
+    if today_dir and not device and model in TODAY_KINDS:
         row["today"] = run_engine("today", dict(spec), rundir / "today", today_dir, args, case, say, label)
     if args.reference_folds and not device:
         row["reference"] = run_reference(case, data_dir, group, model, rundir / "reference", args, say, label)

@@ -151,3 +151,44 @@ def test_a_models_preprocessing_is_merged_over_the_datasets():
     assert [name for name, _ in pipe.steps] == ["top_variance", "impute", "scale", "pca", "model"]
     pipe, _ = build({"kind": "random_forest"}, "binary", dataset, "none", 0)
     assert [name for name, _ in pipe.steps] == ["top_variance", "impute", "scale", "select", "model"]
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_svm_grid_predictions_equal_separate_fits(n_classes):
+    """The shared-Gram search predicts what each candidate fitted alone on the features does
+    (linear, RBF with gamma "scale" from the rows each SVC sees, "auto" and a number)."""
+    from sklearn.base import clone
+
+    from metasig.learn.svm import SVMClassifier
+
+    rng = np.random.default_rng(n_classes)
+    X, X_valid = rng.normal(size=(90, 40)), rng.normal(size=(30, 40))
+    y = rng.integers(0, n_classes, 90)
+    X[:, :4] += 0.8 * y[:, None]
+    estimator = SVMClassifier(random_state=1)
+    candidates = [{"kernel": k, "C": c} for k in ("linear", "rbf") for c in (0.1, 10.0)]
+    candidates += [{"kernel": "rbf", "gamma": "auto"}, {"kernel": "rbf", "gamma": 0.05}]
+    grid = estimator.grid_predictions(X, y, X_valid, candidates)
+    for params, proba in zip(candidates, grid):
+        alone = clone(estimator).set_params(**params).fit(X, y).predict_proba(X_valid)
+        np.testing.assert_allclose(proba, alone, rtol=0, atol=1e-6, err_msg=str(params))
+    assert not np.allclose(grid[0], grid[2])  # the kernels differ, so would the fits
+
+
+def test_gram_kernels_are_svcs():
+    """Kernel values from the shared Gram matrix equal scikit-learn's, gamma "scale" taken over the
+    rows the SVC is fitted on, as SVC.fit on those rows computes it."""
+    from sklearn.metrics.pairwise import linear_kernel, rbf_kernel
+
+    from metasig.learn.svm import Gram, SVMClassifier
+
+    rng = np.random.default_rng(4)
+    X, X_valid = rng.normal(1.0, 2.0, size=(50, 30)), rng.normal(size=(7, 30))
+    gram, rows, fit = Gram(X, X_valid), np.arange(0, 50, 3), np.arange(1, 50, 2)
+    rbf = SVMClassifier(kernel="rbf")
+    np.testing.assert_allclose(gram.kernel(SVMClassifier(kernel="linear"), rows, fit), linear_kernel(X[rows], X[fit]))
+    scale = 1.0 / (30 * X[fit].var())
+    np.testing.assert_allclose(gram.kernel(rbf, rows, fit), rbf_kernel(X[rows], X[fit], gamma=scale), rtol=1e-10)
+    np.testing.assert_allclose(gram.kernel(rbf, "valid", fit), rbf_kernel(X_valid, X[fit], gamma=scale), rtol=1e-10)
+    auto = SVMClassifier(kernel="rbf", gamma="auto")
+    np.testing.assert_allclose(gram.kernel(auto, None, None), rbf_kernel(X, X, gamma=1 / 30), rtol=1e-10)
