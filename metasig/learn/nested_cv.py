@@ -10,6 +10,7 @@ stratified (survival: on the event indicator) and seeded, so results are reprodu
 import logging
 import math
 import time as clock
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -50,6 +51,7 @@ def nested_cv(pipeline, param_grid, X, y, task_kind, cv: dict, seed, n_jobs=1, g
 
     def outer_fold(repeat, fold, train, test):
         started = clock.perf_counter()
+        threadpool_limits(limits=1)  # one BLAS/OpenMP thread per fit (also in a worker process)
         inner_groups = None if groups is None else groups[train]
         model, best = _fit(pipeline, param_grid, X.iloc[train], y[train], task_kind, cv, seed, inner_groups)
         part = _predict(model, X.iloc[test], y[test], task_kind, classes, grid)
@@ -69,9 +71,60 @@ def nested_cv(pipeline, param_grid, X, y, task_kind, cv: dict, seed, n_jobs=1, g
         )
         return part
 
-    with threadpool_limits(limits=1):  # one BLAS/OpenMP thread per fit: n_jobs fits use n_jobs cores
-        parts = Parallel(n_jobs=n_jobs, backend="threading")(delayed(outer_fold)(*split) for split in outer)
+    backend = parallel_backend(pipeline, param_grid, X.shape, n_jobs)
+    with threadpool_limits(limits=1):  # n_jobs single-threaded fits use n_jobs cores
+        if backend == "threading":
+            parts = Parallel(n_jobs=n_jobs, backend=backend)(delayed(outer_fold)(*split) for split in outer)
+        else:
+            runs = Parallel(n_jobs=n_jobs, backend=backend)(delayed(_logged)(outer_fold, *split) for split in outer)
+            parts = [_replay(part, records) for part, records in runs]
     return pd.concat(parts, ignore_index=True)
+
+
+# Estimators whose fits release the GIL, so outer folds in threads use several cores: XGBoost's
+# and scikit-learn's trees. The others (skglm's numba solvers, Coxnet, libsvm, lbfgs) hold it;
+# their outer folds run in worker processes once the input is big enough to repay a worker's start
+# (imports and numba compilation, ~10 s of CPU per worker, reused by the job's later folds).
+RELEASES_GIL = ("XGBoostClassifier", "XGBoostCox", "RandomForestClassifier", "SGDClassifier")
+PROCESS_MIN_VALUES = 2_000_000  # samples x features
+
+
+def parallel_backend(pipeline, param_grid, shape, n_jobs):
+    """ "threading" or "loky" (processes) for the outer folds; the result is the same either way."""
+    if n_jobs == 1 or shape[0] * shape[1] < PROCESS_MIN_VALUES:
+        return "threading"
+    grids = param_grid if isinstance(param_grid, list) else [param_grid]
+    estimators = [pipeline[-1], *(e for g in grids for e in g.get("model", []))]
+    return "threading" if all(type(e).__name__ in RELEASES_GIL for e in estimators) else "loky"
+
+
+def _logged(fn, *args):
+    """fn(*args) in a worker process, with the log records (INFO and up) and warnings it emitted,
+    to be replayed in the job, whose log would not see them otherwise."""
+    records = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = records.append
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = fn(*args)
+        return result, (records, [(w.message, w.category, w.filename, w.lineno) for w in caught])
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+
+def _replay(result, emitted):
+    records, caught = emitted
+    for record in records:
+        logging.getLogger(record.name).handle(record)
+    for message, category, filename, lineno in caught:
+        warnings.warn_explicit(message, category, filename, lineno)
+    return result
 
 
 def final_fit(pipeline, param_grid, X, y, task_kind, cv, seed, groups=None):

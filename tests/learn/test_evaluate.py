@@ -62,6 +62,43 @@ def test_outer_folds_in_parallel_give_the_same_predictions(kind):
     pd.testing.assert_frame_equal(serial, parallel, check_exact=True)
 
 
+@pytest.mark.parametrize("kind", ["elasticnet", "coxph"])
+def test_outer_folds_in_worker_processes_give_the_same_predictions_and_logs(kind, monkeypatch, caplog):
+    """Estimators that hold the GIL fit their outer folds in processes on big inputs (here forced
+    on a small one): the same predictions as serial fits, and every fold's log line reaches the job."""
+    import logging
+
+    from metasig.learn import nested_cv as module
+    from metasig.learn.models import build
+
+    task = "survival" if kind == "coxph" else "binary"
+    X, y = _data(n=80)
+    if task == "survival":
+        y = np.array(list(zip(y.astype(bool), 1.0 + np.arange(80) % 17)), dtype=[("event", bool), ("time", float)])
+    pipeline, grid = build({"kind": kind, "search": SMALL_GRIDS[kind]}, task, {}, "none", 0)
+    monkeypatch.setattr(module, "PROCESS_MIN_VALUES", 0)
+    assert module.parallel_backend(pipeline, grid, X.shape, 2) == "loky"
+    serial = nested_cv(pipeline, grid, X, y, task, CV, seed=3, n_jobs=1)
+    with caplog.at_level(logging.INFO, logger="metasig.learn.nested_cv"):
+        parallel = nested_cv(pipeline, grid, X, y, task, CV, seed=3, n_jobs=2)
+    pd.testing.assert_frame_equal(serial, parallel, check_exact=True)
+    folds = [r for r in caplog.records if r.name == "metasig.learn.nested_cv" and "outer repeat" in r.getMessage()]
+    assert len(folds) == 6 and any(r.processName != "MainProcess" for r in folds)
+
+
+def test_trees_keep_their_outer_folds_in_threads():
+    from metasig.learn import nested_cv as module
+    from metasig.learn.models import build
+
+    for kind in ("xgboost", "random_forest"):
+        pipeline, grid = build({"kind": kind}, "binary", {}, "none", 0)
+        assert module.parallel_backend(pipeline, grid, (1000, 20000), 2) == "threading"
+    pipeline, grid = build({"kind": "linear_sweep"}, "binary", {}, "none", 0)
+    assert module.parallel_backend(pipeline, grid, (1000, 20000), 2) == "loky"
+    assert module.parallel_backend(pipeline, grid, (1000, 20000), 1) == "threading"
+    assert module.parallel_backend(pipeline, grid, (100, 30), 2) == "threading"
+
+
 def test_multiclass_probability_columns():
     X, y = _data(n=120, classes=3, seed=1)
     labels = np.array(["alpha", "beta", "gamma"])[y]
