@@ -8,6 +8,7 @@ plain scikit-learn reference on one outer split (metasig.bench.reference). The r
 as JSON to spec["result"].
 """
 
+import inspect
 import json
 import logging
 import resource
@@ -21,6 +22,8 @@ def _train(spec):
     except ImportError:  # the flat layout of older commits
         from metasig import steps
 
+    # as scripts/train.py calls it: Snakemake's threads (older commits read cv.n_jobs only)
+    threads = {"threads": spec["threads"]} if "threads" in inspect.signature(steps.train).parameters else {}
     steps.train(
         spec["matrix"],
         spec["samples"],
@@ -34,6 +37,7 @@ def _train(spec):
         normalization=spec["normalization"],
         covariates=[],
         seed=spec["seed"],
+        **threads,
     )
     return {}
 

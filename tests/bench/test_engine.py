@@ -139,3 +139,24 @@ def test_per_fold_metric_is_read_for_the_requested_splits(tmp_path):
     frame = pd.DataFrame(rows, columns=["control", "repeat", "fold", "sample", "y_true", "score"])
     frame.to_csv(tmp_path / "p.tsv", sep="\t", index=False)
     assert engine_report.fold_metrics(tmp_path / "p.tsv", "binary", [0, 1]) == {0: 0.0, 1: 1.0}
+
+
+def test_child_gives_the_job_its_threads_as_scripts_train_does(monkeypatch):
+    """The benchmark's job must get Snakemake's threads (steps.train(threads=)), or every job it
+    times runs its outer folds one at a time."""
+    import importlib.util
+
+    from metasig.learn import steps
+
+    seen = {}
+
+    def train(*args, threads=1, **kwargs):
+        seen["threads"] = threads
+
+    monkeypatch.setattr(steps, "train", train)
+    spec = importlib.util.spec_from_file_location("engine_child", engine.REPO / "metasig" / "bench" / "engine_child.py")
+    child = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(child)
+    job = {"matrix": "m", "samples": "s", "groups": "g", "outdir": "o", "identity": {}, "task": {}, "model": {}}
+    child._train({**job, "cv": {}, "preprocessing": {}, "normalization": "none", "seed": 0, "threads": 3})
+    assert seen["threads"] == 3
