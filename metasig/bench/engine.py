@@ -4,7 +4,7 @@ Per job (case x model kind x group), in its own process: the real training job
 (metasig.learn.steps.train, called as scripts/train.py calls it, default CV: 5 x 3 outer, 3 inner,
 permuted control, 1,000 bootstrap resamples) of the branch ("metasig") and, on the quick shapes,
 of today's engine (commit eeec69e, "today"); wall time (launch to exit), the fit time the job
-measured (timing.json), peak RSS of its process tree, the headline metric and its permuted
+measured (timing.json), peak RSS and PSS of its process tree, the headline metric and its permuted
 control. The plain reference (metasig/bench/reference.py) runs on the first K outer splits only:
 its time per outer fit is compared with metasig's nested-CV time / 15, its per-fold metric with
 metasig's on the same splits (from predictions.tsv). Cases: a (HER2-shaped binary), b (leukemia,
@@ -105,7 +105,7 @@ def run_engine(name, spec, rundir, pythonpath, args, case, say, label):
             say(
                 f"done   {label} [{name}] in {result['wall_s']:.1f} s (fit {result['fit_s']:.1f} s, "
                 f"{report.headline(case.kind)} {result['metric']:.3f}, permuted {result['permuted']:.3f}, "
-                f"{result['peak_rss_mb']:.0f} MB)"
+                f"RSS {result['peak_rss_mb']:.0f} MB, PSS {result['peak_pss_mb']:.0f} MB)"
             )
         else:
             say(f"FAILED {label} [{name}]: {result['status']} after {result['wall_s']:.0f} s")
@@ -263,10 +263,10 @@ def notes(args, today_note):
         "metric: metasig's headline estimate (ROC-AUC, macro one-vs-rest for multiclass, or Harrell's C) and the "
         "permuted control's; 'metric difference' = metasig - reference, mean over the compared splits' "
         "per-fold metric (from predictions.tsv).",
-        "peak RSS: the job's process tree (joblib workers included), sampled every 0.2 s, or the main process's "
-        "ru_maxrss if larger.",
+        "peak RSS / PSS: the job's process tree (joblib workers included), sampled every 0.2 s (RSS: or the "
+        "main process's ru_maxrss if larger); PSS counts a page shared by workers once.",
         "Targets (issue 12): wall <= 10 min (a, d) / 5 min (b, c) for ALL-genes jobs at full size; >= 10x "
-        "today; >= 5x reference; |metric difference| <= 0.01; permuted 0.5 +/- 0.1; peak RSS < 2 GB. "
+        "today; >= 5x reference; |metric difference| <= 0.01; permuted 0.5 +/- 0.1; peak PSS < 2 GB. "
         "'yes (k of n measured)': every target measured here was met; unmeasured ones (—) are not claimed.",
     ]
 

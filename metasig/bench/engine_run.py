@@ -21,25 +21,29 @@ BASELINE = "eeec69e"  # today's engine (issue 12)
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
-def _tree_rss(proc):
-    """Resident memory of a process and its descendants (e.g. joblib workers), in bytes."""
-    total = 0
+def _tree_memory(proc):
+    """(RSS, PSS) of a process and its descendants (e.g. joblib workers), in bytes. RSS counts a
+    page shared by several processes (libraries, a memory-mapped matrix) in each of them; PSS
+    splits it among them, so the tree's PSS is the memory the job really holds."""
+    rss = pss = 0
     try:
         for p in [proc, *proc.children(recursive=True)]:
             try:
-                total += p.memory_info().rss
+                info = p.memory_full_info()
+                rss, pss = rss + info.rss, pss + info.pss
             except psutil.Error:
                 pass
     except psutil.Error:
         pass
-    return total
+    return rss, pss
 
 
 def run_child(spec, rundir, pythonpath, threads, timeout):
     """Run engine_child.py on `spec` in its own session; return the child's result dict plus
     wall_s (launch to exit, interpreter start and imports included), peak_rss_mb (the larger of
     the process tree's resident memory sampled every 0.2 s and the child's own ru_maxrss from
-    wait4) and status: "ok", "timeout" (killed after `timeout` s) or "failed (rc N)"."""
+    wait4), peak_pss_mb (the tree's proportional set size, sampled) and status: "ok", "timeout"
+    (killed after `timeout` s) or "failed (rc N)"."""
     rundir = Path(rundir)
     rundir.mkdir(parents=True, exist_ok=True)
     spec = {**spec, "result": str(rundir / "result.json")}
@@ -55,13 +59,14 @@ def run_child(spec, rundir, pythonpath, threads, timeout):
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        watched, peak, status = psutil.Process(proc.pid), 0, None
+        watched, peak, peak_pss, status = psutil.Process(proc.pid), 0, 0, None
         while True:
             pid, wait_status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 proc.returncode = os.waitstatus_to_exitcode(wait_status)
                 break
-            peak = max(peak, _tree_rss(watched))
+            rss, pss = _tree_memory(watched)
+            peak, peak_pss = max(peak, rss), max(peak_pss, pss)
             if status is None and time.perf_counter() - started > timeout:
                 status = "timeout"
                 os.killpg(proc.pid, signal.SIGKILL)  # the child's own session: it and its workers
@@ -73,7 +78,8 @@ def run_child(spec, rundir, pythonpath, threads, timeout):
         status = "ok"
     elif status is None:
         status = f"failed (rc {proc.returncode}; see {rundir / 'child.log'})"
-    return {**out, "status": status, "wall_s": wall, "peak_rss_mb": max(peak / 2**20, usage.ru_maxrss / 1024)}
+    rss_mb = max(peak / 2**20, usage.ru_maxrss / 1024)
+    return {**out, "status": status, "wall_s": wall, "peak_rss_mb": rss_mb, "peak_pss_mb": peak_pss / 2**20 or rss_mb}
 
 
 def extract_baseline(dest, commit=BASELINE):

@@ -10,12 +10,13 @@ or for survival on the event indicator), shuffled and seeded; each outer repeat 
 `cv.scheme: leave_one_group_out` makes every group an outer test fold once (deterministic: one
 repeat); its inner folds are grouped k-fold.
 
-The permuted-label control keeps the groups' structure (exchangeability blocks, Winkler et al.,
-NeuroImage 2015, "Multi-level block permutation"): when the label is constant within every group,
-whole groups swap labels (each group takes another group's label, or survival (time, event));
-otherwise labels are shuffled within each group and whole label vectors are swapped between groups
-of the same size, so a group's label composition moves as a unit and no group's samples are ever
-relabelled independently of their group.
+The permuted-label control: when the label is constant within every group (a patient's subtype
+or survival), whole groups swap labels (each group takes another group's label, or survival
+(time, event)), so a group keeps one label as a real one does. When it varies within groups
+(tumour and normal of one patient; classes within a batch), the samples' labels are permuted
+freely: a shuffle within groups alone would keep each group's class mix, and with it any
+group-level feature that tracks that mix (a batch effect), so the control would not be at chance.
+Its folds are grouped like the real ones either way.
 """
 
 import numpy as np
@@ -85,26 +86,17 @@ def effective(cv, groups=None) -> dict:
 
 
 def permute(y, seed, groups=None):
-    """Labels shuffled with default_rng(seed); with groups, by the block rules of the module doc."""
+    """Labels shuffled with default_rng(seed); with groups constant in their label, whole groups'
+    labels (see the module doc)."""
     y = np.asarray(y)
     rng = np.random.default_rng(seed)
     if groups is None:
         return y[rng.permutation(len(y))]
     codes, first = _codes(groups)
-    members = [np.flatnonzero(codes == g) for g in range(len(first))]
     if constant_within(y, codes):
         source = rng.permutation(len(first))  # group g takes the label of group source[g]
         return y[first[source][codes]]
-    order = np.arange(len(y))
-    for idx in members:  # within each group
-        order[idx] = idx[rng.permutation(len(idx))]
-    out = order.copy()
-    sizes = np.array([len(idx) for idx in members])
-    for size in np.unique(sizes):  # whole groups of one size swap their (shuffled) label vectors
-        same = np.flatnonzero(sizes == size)
-        for g, h in zip(same, same[rng.permutation(len(same))]):
-            out[members[g]] = order[members[h]]
-    return y[out]
+    return y[rng.permutation(len(y))]
 
 
 def constant_within(y, codes) -> bool:

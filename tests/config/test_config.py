@@ -95,6 +95,18 @@ def test_defaults_merge_in_order(default):
     assert mconfig.normalization(default, "wdbc") == "none"
 
 
+def test_a_tasks_cv_overrides_only_what_it_sets(default, monkeypatch):
+    """A checked config's task `cv` must not come back filled with the schema's defaults, which
+    would silently override the top-level cv (scheme, fold counts) it does not mention."""
+    monkeypatch.chdir(REPO)
+    default["cv"] = {**default["cv"], "outer_folds": 4, "bootstrap": 200, "scheme": "kfold", "group_by": "batch"}
+    default["datasets"]["wdbc"]["tasks"]["malignancy"]["cv"] = {"inner_folds": 2}
+    checked = mconfig.check(deepcopy(default), "config.yaml")
+    cv = mconfig.cv_settings(checked, "wdbc", "malignancy")
+    assert (cv["outer_folds"], cv["bootstrap"], cv["group_by"], cv["inner_folds"]) == (4, 200, "batch", 2)
+    assert mconfig.cv_settings(checked, "gse7390", "metastasis")["permuted_repeats"] == 1  # schema default
+
+
 def test_random_sets_jobs_and_checks(default, monkeypatch):
     """random_sets: jobs only for the listed (or default) groups and models; ALL is never a default
     and cannot be listed; gate.beat_random needs random sets for every gated model, and enough of

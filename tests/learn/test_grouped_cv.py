@@ -101,12 +101,9 @@ def _check_permutation(y, groups, seed):
         # whole groups swap labels: still one label per group, the groups' labels reshuffled
         assert (moved.groupby(groups).nunique() == 1).all()
         assert sorted(before.str[0]) == sorted(after.str[0])
-    else:
-        # within groups, then between groups of one size: each group holds a same-size group's labels
-        sizes = labels.groupby(groups).size()
-        for size in sizes.unique():
-            same = sizes.index[sizes == size]
-            assert sorted(before[same]) == sorted(after[same])
+    else:  # a free permutation of the samples' labels
+        assert sorted(labels) == sorted(moved)
+        assert np.array_equal(perm, y[np.random.default_rng(seed).permutation(len(y))])
     assert np.array_equal(perm, splits.permute(y, seed, groups))  # seeded
 
 
@@ -455,3 +452,16 @@ def test_survival_job_keeps_patients_together():
     permuted = pred[pred["control"] == "permuted"]
     assert (permuted.groupby("patient")[["time", "event"]].nunique() == 1).all().all()
     assert np.isfinite(result.metrics["c_index"]["estimate"]) and result.cv["n_groups"] == 40
+
+
+def test_permutation_breaks_a_batchs_class_mix():
+    """Labels that vary within batches: the control must not keep each batch's class mix, or a batch
+    effect that tracks it scores above chance. Over many seeds a 90%-positive batch averages the
+    overall rate of positives."""
+    sizes, rates = [10, 12, 14, 16, 18, 20], [0.1, 0.3, 0.5, 0.5, 0.7, 0.9]
+    groups = np.repeat([f"b{i}" for i in range(6)], sizes)
+    y = np.concatenate([(np.arange(n) < round(r * n)).astype(int) for n, r in zip(sizes, rates)])
+    last = groups == "b5"
+    mixes = [splits.permute(y, seed, groups)[last].mean() for seed in range(300)]
+    assert y[last].mean() == 0.9
+    assert abs(np.mean(mixes) - y.mean()) < 0.05
