@@ -83,6 +83,12 @@ rule random_sets:
         "logs/{dataset}/{task}/{group}/{model}/random_sets.log",
     benchmark:
         "benchmarks/random_sets/{dataset}/{task}/{group}/{model}.tsv"
+    wildcard_constraints:
+        model=(
+            f"(?!(?:{_GPU_NAMES}){_END})[A-Za-z0-9_-]+"
+            if GPU_MODELS
+            else "[A-Za-z0-9_-]+"
+        ),
     group:
         "train"
     conda:
@@ -106,3 +112,15 @@ rule random_sets:
         seed=config["seed"],
     script:
         "../scripts/random_sets.py"
+
+
+# The random sets of XGBoost models on a GPU, as rule train_gpu.
+use rule random_sets as random_sets_gpu with:
+    wildcard_constraints:
+        model=f"(?:{_GPU_NAMES}){_END}" if GPU_MODELS else "(?!)",
+    group:
+        "train_gpu"
+    resources:
+        mem_mb=lambda wildcards, attempt: 2000 * attempt,
+        runtime=random_sets_runtime,
+        gpu=1,

@@ -73,6 +73,22 @@ def test_gpu_profile_routes_only_xgboost_to_the_gpu_rule():
     assert "rule train_gpu:" not in dry_run("--profile", "profiles/slurm")
 
 
+def test_gpu_profile_routes_xgboost_random_sets_to_the_gpu(tmp_path):
+    """The random-gene-set control of an XGBoost model runs where its training does: on a GPU."""
+    config = yaml.safe_load((REPO / "resources" / "test_configs" / "small.yaml").read_text())
+    (name, dataset), *_ = config["datasets"].items()
+    task, spec = next((t, s) for t, s in dataset["tasks"].items() if "xgboost" in s["models"])
+    spec["random_sets"] = {"count": 2, "models": ["xgboost"]}
+    small = tmp_path / "random_sets.yaml"
+    small.write_text(yaml.safe_dump(config))
+    out = dry_run("--profile", "profiles/slurm-gpu", "--configfile", str(small))
+    jobs = job_resources(out, "random_sets_gpu")
+    assert jobs and all("gpu=1" in line and "slurm_partition=gpu" in line for line in jobs), jobs
+    gpu_models = re.findall(r"rule random_sets_gpu:\n(?:.*\n)*?\s+wildcards: .*model=(\w+)", out)
+    cpu_models = re.findall(r"rule random_sets:\n(?:.*\n)*?\s+wildcards: .*model=(\w+)", out)
+    assert gpu_models == ["xgboost"] and "xgboost" not in cpu_models
+
+
 def test_memory_and_runtime_grow_with_each_retry():
     for attempt, mem, runtime in [(1, 500, 10), (3, 1500, 30)]:
         out = dry_run("--profile", "profiles/slurm", "--attempt", str(attempt))
