@@ -81,10 +81,12 @@ def nested_cv(pipeline, param_grid, X, y, task_kind, cv: dict, seed, n_jobs=1, g
     return pd.concat(parts, ignore_index=True)
 
 
-# Estimators whose fits release the GIL, so outer folds in threads use several cores: XGBoost's
-# and scikit-learn's trees. The others (skglm's numba solvers, Coxnet, libsvm, lbfgs) hold it;
-# their outer folds run in worker processes once the input is big enough to repay a worker's start
-# (imports and numba compilation, ~10 s of CPU per worker, reused by the job's later folds).
+# Estimators known to release the GIL while they fit, so outer folds in threads use several cores:
+# XGBoost, scikit-learn's trees and SGD (two threads of SGD fits: 2.0 cores). The others hold it,
+# or are not known not to: skglm's numba solvers do (1.1 cores), and the Python loops of Coxnet's
+# paths, Platt scaling and lbfgs take it often. Their outer folds run in worker processes once the
+# input is big enough to repay a worker's start (imports, numba compilation: ~10 s of CPU each,
+# once per job, as later folds and the permuted control reuse the workers).
 RELEASES_GIL = ("XGBoostClassifier", "XGBoostCox", "RandomForestClassifier", "SGDClassifier")
 PROCESS_MIN_VALUES = 2_000_000  # samples x features
 
