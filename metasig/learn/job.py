@@ -116,7 +116,7 @@ def train(
             cv["group_by"],
             "whole groups swap labels (the label is constant within each group)"
             if constant_within(y, groups)
-            else "labels shuffled within groups, then between groups of the same size",
+            else "labels permuted freely across samples (they vary within groups), folds still grouped",
         )
     t0 = clock.perf_counter()
     permuted = permuted_control(pipeline, grid, X, y, kind, cv, seed, n_jobs, groups)
