@@ -10,3 +10,9 @@ class InputError(ValueError):
 
     def __reduce__(self):  # so that errors raised in worker processes arrive intact
         return (type(self), (self.file, self.field, self.problem))
+
+
+def few(items, n=5):
+    """The first `n` of `items` for a message, and how many there are in all when that is more."""
+    items = [str(i) for i in items]
+    return ", ".join(items[:n]) + (f", ... ({len(items)} in all)" if len(items) > n else "")

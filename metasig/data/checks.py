@@ -7,15 +7,10 @@ import numpy as np
 import pandas as pd
 
 from metasig.data.sources.labels import participant
-from metasig.errors import InputError
+from metasig.errors import InputError, few
 from metasig.learn import tasks
 
 log = logging.getLogger("metasig.data.checks")
-
-
-def _few(items, n=5):
-    items = [str(i) for i in items]
-    return ", ".join(items[:n]) + (", ..." if len(items) > n else "")
 
 
 def check_unique(ids, file, field, what):
@@ -23,7 +18,7 @@ def check_unique(ids, file, field, what):
     ids = pd.Index([str(i) for i in ids])
     if ids.has_duplicates:
         dups = ids[ids.duplicated()].unique()
-        raise InputError(file, field, f"duplicate {what} IDs: {_few(dups)} ({len(dups)} duplicated in all)")
+        raise InputError(file, field, f"duplicate {what} IDs: {few(dups)} ({len(dups)} duplicated in all)")
 
 
 def check_same_samples(matrix_ids, sheet_ids, matrix_file, sheet_file):
@@ -38,12 +33,12 @@ def check_same_samples(matrix_ids, sheet_ids, matrix_file, sheet_file):
         parts = []
         if not_in_sheet:
             parts.append(
-                f"{len(not_in_sheet)} matrix sample(s) missing from the sample sheet (e.g. {_few(not_in_sheet)})"
+                f"{len(not_in_sheet)} matrix sample(s) missing from the sample sheet (e.g. {few(not_in_sheet)})"
             )
         if not_in_matrix:
             parts.append(
                 f"{len(not_in_matrix)} sample-sheet sample(s) not in the matrix {matrix_file} "
-                f"(e.g. {_few(not_in_matrix)})"
+                f"(e.g. {few(not_in_matrix)})"
             )
         raise InputError(sheet_file, "sample", "; ".join(parts))
 
@@ -93,7 +88,7 @@ def check_covariates(sheet, covariates, matrix_columns, tasks_cfg, sheet_file):
     for cov in covariates or []:
         if cov not in sheet.columns:
             raise InputError(
-                sheet_file, cov, f"covariate column not found in the sample sheet (columns: {_few(sheet.columns, 10)})"
+                sheet_file, cov, f"covariate column not found in the sample sheet (columns: {few(sheet.columns, 10)})"
             )
         if cov in label_columns:
             raise InputError(
@@ -256,7 +251,7 @@ def check_dataset(matrix, sheet, dataset_cfg, matrix_file, sheet_file, min_per_c
     check_matrix(matrix, dataset_cfg.get("unit"), matrix_file)
     if "sample" not in sheet.columns:
         raise InputError(
-            sheet_file, "sample", f"the sample sheet needs a 'sample' column (columns: {_few(sheet.columns, 10)})"
+            sheet_file, "sample", f"the sample sheet needs a 'sample' column (columns: {few(sheet.columns, 10)})"
         )
     if sheet["sample"].isna().any():
         raise InputError(sheet_file, "sample", "a sample ID is empty")
@@ -272,7 +267,7 @@ def check_dataset(matrix, sheet, dataset_cfg, matrix_file, sheet_file, min_per_c
                 tname,
                 cls,
                 len(ids),
-                _few(ids),
+                few(ids),
                 tasks.min_class_size(task, task_folds),
                 "" if task.get("min_class_size") is not None else " (the smallest class its folds can split)",
             )

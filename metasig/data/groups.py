@@ -3,12 +3,7 @@ are reported, never silently dropped; a group with none of its genes present is 
 
 import re
 
-from metasig.errors import InputError
-
-
-def _few(items, n=5):
-    items = [str(i) for i in items]
-    return ", ".join(items[:n]) + (", ..." if len(items) > n else "")
+from metasig.errors import InputError, few
 
 
 def _loose(gene):
@@ -43,12 +38,12 @@ def resolve(groups, features, file="config", field_prefix="gene_groups", id_map=
         missing = [g for g in wanted if g not in columns]
         if not genes:
             near = [f"{g}~{loose[_loose(g)]}" for g in missing if _loose(g) in loose]
-            hint = f"; IDs that differ only in case or version: {_few(near)}" if near else ""
+            hint = f"; IDs that differ only in case or version: {few(near)}" if near else ""
             raise InputError(
                 file,
                 f"{field_prefix}.{name}",
-                f"none of its {len(wanted)} genes are in the data (first few: {_few(wanted)}; "
-                f"the data has e.g. {_few(features)}){hint}",
+                f"none of its {len(wanted)} genes are in the data (first few: {few(wanted)}; "
+                f"the data has e.g. {few(features)}){hint}",
             )
         out[name] = {"genes": genes, "missing": missing}
         if keep:  # genes lists columns, several per gene
@@ -72,6 +67,6 @@ def missing_report(resolved):
         if entry.get("mapped"):
             line += f" ({entry['mapped']} found only after ID mapping)"
         if n_missing:
-            line += f"; missing: {_few(entry['missing'], 20)}"
+            line += f"; missing: {few(entry['missing'], 20)}"
         lines.append(line)
     return "\n".join(lines)

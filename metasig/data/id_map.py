@@ -32,18 +32,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from metasig.errors import InputError
+from metasig.errors import InputError, few
 
 log = logging.getLogger("metasig.data")
 
 COLLAPSE = ("max_mean", "mean", "max_var", "keep")
 KEEP_SEP = "|"  # keep: '<gene>|<ID>'; gene IDs never contain it
 _ENSEMBL_VERSION = re.compile(r"^(ENS[A-Z]*\d{6,})\.\d+")  # ENSG…, ENST…, ENSMUSG…; '_PAR_Y' tails stay
-
-
-def _few(items, n=5):
-    items = [str(i) for i in items]
-    return ", ".join(items[:n]) + (f", ... ({len(items)} in all)" if len(items) > n else "")
 
 
 def strip_versions(ids):
@@ -55,7 +50,6 @@ def read_map(path, source, target, display=None, strip=False, encoding=None):
     """Return (mapping {ID: target}, IDs with several different targets) from an ID-map file.
     `display` names the file in errors; `strip` strips Ensembl versions of the `source` column."""
     from metasig.data.sources.table import _compression, _encoding_problem, _separator_hint
-    from metasig.data.sources.table import _few as few_columns
 
     path = Path(path)
     where = str(display or path)
@@ -87,7 +81,7 @@ def read_map(path, source, target, display=None, strip=False, encoding=None):
             raise InputError(
                 where,
                 column,
-                f"column named by id_map.{field} not found (columns: {few_columns(frame.columns)})"
+                f"column named by id_map.{field} not found (columns: {few(frame.columns, 10)})"
                 f"{_separator_hint(frame.columns, fmt, path.name)}",
             )
     ids = frame[source].str.strip()
@@ -160,7 +154,7 @@ def apply(matrix: pd.DataFrame, cfg: dict | None, base_dir=".", config_file="con
     keys = strip_versions(ids) if strip else ids
     stripped = sum(a != b for a, b in zip(ids, keys))
     if strip and not stripped:
-        log.warning("id_map: strip_version is set but no matrix ID has an Ensembl version (e.g. %s)", _few(ids, 3))
+        log.warning("id_map: strip_version is set but no matrix ID has an Ensembl version (e.g. %s)", few(ids, 3))
     if file:
         mapping, several = read_map(Path(base_dir) / file, cfg["from"], cfg["to"], str(file), strip, encoding)
     else:
@@ -174,8 +168,8 @@ def apply(matrix: pd.DataFrame, cfg: dict | None, base_dir=".", config_file="con
         raise InputError(
             str(file),
             cfg["from"],
-            f"none of the matrix's {len(ids)} IDs is in this column (matrix IDs: {_few(ids, 3)}; "
-            f"ID map: {_few(list(mapping)[:3], 3)}){hint}",
+            f"none of the matrix's {len(ids)} IDs is in this column (matrix IDs: {few(ids, 3)}; "
+            f"ID map: {few(list(mapping)[:3], 3)}){hint}",
         )
     out = collapse_targets(matrix, targets, how)
     original = set(ids)
@@ -189,7 +183,7 @@ def apply(matrix: pd.DataFrame, cfg: dict | None, base_dir=".", config_file="con
         "column(s)" if how == "keep" else "gene(s)",
         how,
         len(unmapped),
-        f" (e.g. {_few(unmapped)})" if unmapped else "",
+        f" (e.g. {few(unmapped)})" if unmapped else "",
         stripped,
         several_used,
     )

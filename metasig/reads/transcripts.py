@@ -3,8 +3,7 @@ before salmon runs. `transcript_inputs` is called while Snakemake builds the DAG
 fasta_ids) and the quantification module are imported only when a check runs.
 """
 
-from metasig.errors import InputError
-from metasig.reads.units import _few
+from metasig.errors import InputError, few
 
 MAX_UNMATCHED = 0.1  # share of FASTA transcripts without a gene in the map that is still accepted
 
@@ -47,7 +46,7 @@ def check_transcript_ids(transcriptome, tx2gene=None, gtf=None, max_unmatched=MA
             transcriptome,
             "transcript IDs",
             f"{share} in the transcript-to-gene map {mapping} "
-            f"(more than {max_unmatched:.0%} unmatched; e.g. FASTA {_few(unmatched, 3)}; map "
-            f"{_few(sorted(mapped)[:3], 3)}){hint}",
+            f"(more than {max_unmatched:.0%} unmatched; e.g. FASTA {few(unmatched, 3)}; map "
+            f"{few(sorted(mapped)[:3], 3)}){hint}",
         )
     return {"transcripts": len(ids), "unmatched": len(unmatched)}

@@ -12,17 +12,12 @@ import jsonschema
 import pandas as pd
 import yaml
 
-from metasig.errors import InputError
+from metasig.errors import InputError, few
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schemas" / "units.schema.yaml"
 COLUMNS = ("sample", "unit", "fq1", "fq2", "sra", "bam")
 UNIT_READ_COLUMNS = ("fq1", "sra", "bam")  # exactly one per unit (fq2 goes with fq1)
 PATH_FIELDS = ("fq1", "fq2", "bam")
-
-
-def _few(items, n=5):
-    items = [str(i) for i in items]
-    return ", ".join(items[:n]) + (", ..." if len(items) > n else "")
 
 
 def _given(value):
@@ -60,7 +55,7 @@ def read_units(path, samples=None, base_dir=".") -> pd.DataFrame:
         raise InputError(where, unknown[0], f"unknown column (allowed columns: {', '.join(allowed)})")
     for column in ("sample", "unit"):
         if column not in header:
-            raise InputError(where, column, f"column missing (columns found: {_few(header, 10)})")
+            raise InputError(where, column, f"column missing (columns found: {few(header, 10)})")
     if table.empty:
         raise InputError(where, "(rows)", "the units sheet has no rows")
 
@@ -155,7 +150,7 @@ def _check_samples(rows, samples, where):
                 where,
                 "sample",
                 f"{_label(number, row)}: sample '{row['sample']}' is not in the "
-                f"sample sheet (its samples: {_few(samples)})",
+                f"sample sheet (its samples: {few(samples)})",
             )
     with_units = {row["sample"] for row in rows}
     without = [s for s in samples if s not in with_units]
@@ -163,7 +158,7 @@ def _check_samples(rows, samples, where):
         raise InputError(
             where,
             "sample",
-            f"{len(without)} sample(s) of the sample sheet have no unit: {_few(without)}; "
+            f"{len(without)} sample(s) of the sample sheet have no unit: {few(without)}; "
             "add their reads here or drop them from the sample sheet",
         )
 

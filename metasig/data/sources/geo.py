@@ -43,7 +43,7 @@ from metasig.config import schema_defaults
 from metasig.data.id_map import collapse
 from metasig.data.sources.labels import config_prefix, derive_labels, label_counts
 from metasig.data.sources.xena import _READ_ERRORS, fetch, open_text, read_error
-from metasig.errors import InputError
+from metasig.errors import InputError, few
 
 log = logging.getLogger("metasig.data.sources")
 
@@ -65,11 +65,6 @@ _CONFIG_KEYS = {
 }
 _SYMBOL_COLUMNS = ("gene symbol", "gene_symbol", "symbol")
 _RESERVED = {"sample", "title", "source_name"}
-
-
-def _few(items, n=5):
-    items = [str(i) for i in items]
-    return ", ".join(items[:n]) + (f", ... ({len(items)} in all)" if len(items) > n else "")
 
 
 def nnn_folder(accession):
@@ -160,7 +155,7 @@ def read_series_matrix(path, display):
             display,
             "!Sample_geo_accession",
             "the data table's columns and the sample accessions differ "
-            f"(only in the table: {_few(only_table)}; only in the header: {_few(only_header)})",
+            f"(only in the table: {few(only_table)}; only in the header: {few(only_header)})",
         )
     probes = frame.iloc[:, 0]
     if probes.isna().any():
@@ -242,11 +237,11 @@ def read_platform(path, display, symbol_column=None):
         )
     header = [h.strip() for h in lines[0].rstrip("\r\n").split("\t")]
     if "ID" not in header:
-        raise InputError(display, "ID", f"the platform table has no 'ID' column (columns: {_few(header, 8)})")
+        raise InputError(display, "ID", f"the platform table has no 'ID' column (columns: {few(header, 8)})")
     if symbol_column:
         if symbol_column not in header:
             raise InputError(
-                display, symbol_column, f"symbol_column not in the platform table (columns: {_few(header, 8)})"
+                display, symbol_column, f"symbol_column not in the platform table (columns: {few(header, 8)})"
             )
         symbol = symbol_column
     else:
@@ -256,7 +251,7 @@ def read_platform(path, display, symbol_column=None):
             raise InputError(
                 display,
                 "Gene symbol",
-                f"the platform table has no gene symbol column (columns: {_few(header, 8)}); set symbol_column",
+                f"the platform table has no gene symbol column (columns: {few(header, 8)}); set symbol_column",
             )
     table = pd.read_csv(
         io.StringIO("".join(lines)),
@@ -317,12 +312,12 @@ def load(cfg: dict, cache_dir="cache", config_file="config", where=""):
                 config_file,
                 f"{where}platform",
                 f"the series matrix names {len(found)} platform(s) "
-                f"({_few(found)}); set platform (and matrix_url for a multi-platform series)",
+                f"({few(found)}); set platform (and matrix_url for a multi-platform series)",
             )
         platform = found[0].upper()
     elif found and platform not in [p.upper() for p in found]:
         raise InputError(
-            config_file, f"{where}platform", f"{platform} is not a platform of {matrix_url} ({_few(found)})"
+            config_file, f"{where}platform", f"{platform} is not a platform of {matrix_url} ({few(found)})"
         )
 
     meta = {
@@ -357,7 +352,7 @@ def load(cfg: dict, cache_dir="cache", config_file="config", where=""):
                 platform_url,
                 "ID",
                 f"no probe of {matrix_url} has a gene symbol in this platform table "
-                f"(series probes: {_few(probes.columns, 3)}; platform IDs: {_few(mapping.index, 3)})",
+                f"(series probes: {few(probes.columns, 3)}; platform IDs: {few(mapping.index, 3)})",
             )
         matrix = collapse(probes, mapping, how)
         multi_used = int(probes.columns.isin(multi).sum())

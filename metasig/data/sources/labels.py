@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from metasig.config import schema_defaults
-from metasig.errors import InputError
+from metasig.errors import InputError, few
 
 log = logging.getLogger("metasig.data.sources")
 
@@ -44,11 +44,6 @@ def cell_text(value):
         return None
     text = str(value).strip()
     return text or None
-
-
-def _few(items, n=10):
-    items = [str(i) for i in items]
-    return ", ".join(items[:n]) + (f", ... ({len(items)} in all)" if len(items) > n else "")
 
 
 def derive_labels(
@@ -89,7 +84,7 @@ def derive_labels(
             raise InputError(
                 file,
                 column,
-                f"label column for '{name}' not found (columns: {_few([c for c in out.columns if c != 'sample'])})",
+                f"label column for '{name}' not found (columns: {few([c for c in out.columns if c != 'sample'], 10)})",
             )
         raw = out[column].map(cell_text)
         mapping = spec.get("map")
@@ -138,7 +133,7 @@ def derive_labels(
         )
         if missing == MISSING_DROP and empty.any() and "sample" in out.columns:
             # removed from the dataset: name them, so no sample disappears without a trace
-            log.info("label %s: samples dropped for a missing value: %s", name, _few(out.loc[empty, "sample"]))
+            log.info("label %s: samples dropped for a missing value: %s", name, few(out.loc[empty, "sample"], 10))
     if drop.any():
         out = out.loc[~drop]
     return out.reset_index(drop=True)
@@ -215,7 +210,7 @@ def sample_type_filter(sheet_or_ids, types=("01",), *, file="samples", field="sa
             file,
             field,
             f"sample type filter {wanted} set, but no sample ID is a TCGA barcode "
-            f"(TCGA-XX-XXXX-NN...; e.g. {_few(ids.head(3), 3)})",
+            f"(TCGA-XX-XXXX-NN...; e.g. {few(ids.head(3), 3)})",
         )
     keep = kinds.isin(wanted).to_numpy()
     if frame:

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from metasig.errors import InputError
+from metasig.errors import InputError, few
 
 FORMATS = ("csv", "tsv", "parquet")
 _COMPRESSION = (".gz", ".bz2", ".xz", ".zip", ".zst")
@@ -80,7 +80,7 @@ def read(path, fmt=None, orientation="samples_by_genes", id_column=None, sheet_c
                 hint = (
                     "; it is a row of the table, which looks like genes x samples: set `orientation: genes_by_samples`"
                 )
-            raise InputError(where, col, f"sheet column not found in the table (columns: {_few(names)}){hint}")
+            raise InputError(where, col, f"sheet column not found in the table (columns: {few(names, 10)}){hint}")
     gene_pos = [i for i in keep if frame.columns[i] not in sheet_columns]
     body = frame.iloc[:, gene_pos]
     what = "gene" if orientation == "samples_by_genes" else "sample"
@@ -127,18 +127,13 @@ def read_sample_sheet(path, display=None, encoding=None):
             where,
             "sample",
             f"the sample sheet needs a 'sample' column (columns: "
-            f"{_few(list(sheet.columns))}){_separator_hint(sheet.columns, fmt, path.name)}",
+            f"{few(list(sheet.columns), 10)}){_separator_hint(sheet.columns, fmt, path.name)}",
         )
     if sheet["sample"].isna().any():
         row = int(np.flatnonzero(sheet["sample"].isna().to_numpy())[0])
         raise InputError(where, "sample", f"empty sample ID (data row {row + 1})")
     sheet["sample"] = sheet["sample"].astype(str).str.strip()
     return sheet[["sample"] + [c for c in sheet.columns if c != "sample"]]
-
-
-def _few(items, n=10):
-    items = [str(i) for i in items]
-    return ", ".join(items[:n]) + (f", ... ({len(items)} in all)" if len(items) > n else "")
 
 
 def _str_columns(frame):
@@ -242,7 +237,7 @@ def _id_position(columns, id_column, where):
         return 0
     hits = [i for i, c in enumerate(columns) if c == id_column]
     if not hits:
-        raise InputError(where, id_column, f"id_column not found in the table header (columns: {_few(columns)})")
+        raise InputError(where, id_column, f"id_column not found in the table header (columns: {few(columns, 10)})")
     if len(hits) > 1:
         raise InputError(where, id_column, f"id_column occurs {len(hits)} times in the header")
     return hits[0]

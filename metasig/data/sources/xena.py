@@ -34,7 +34,7 @@ import pandas as pd
 
 from metasig.config import schema_defaults
 from metasig.data.sources.labels import config_prefix, derive_labels, label_counts, participant, sample_type_filter
-from metasig.errors import InputError
+from metasig.errors import InputError, few
 from metasig.io import sha256_file
 
 log = logging.getLogger("metasig.data.sources")
@@ -51,11 +51,6 @@ _READ_ERRORS = (
     pd.errors.ParserError,
     pd.errors.EmptyDataError,
 )
-
-
-def _few(items, n=5):
-    items = [str(i) for i in items]
-    return ", ".join(items[:n]) + (f", ... ({len(items)} in all)" if len(items) > n else "")
 
 
 def is_url(text):
@@ -165,7 +160,7 @@ def read_expression(path, display):
     names = pd.unique(frame.index[duplicated])
     if len(names):
         log.info(
-            "%s: %d gene ID(s) occur more than once (%s); their rows were averaged", display, len(names), _few(names)
+            "%s: %d gene ID(s) occur more than once (%s); their rows were averaged", display, len(names), few(names)
         )
         frame = frame.groupby(level=0, sort=False).mean()
     matrix = frame.T
@@ -272,7 +267,7 @@ def load(cfg: dict, cache_dir="cache", config_file="config", where=""):
                     clin_url,
                     "sampleID",
                     f"no sample ID is shared with the expression file {expr_url} "
-                    f"(expression: {_few(matrix.index, 3)}; clinical: {_few(clinical['sample'], 3)})",
+                    f"(expression: {few(matrix.index, 3)}; clinical: {few(clinical['sample'], 3)})",
                 )
             stats["without_clinical"] = int(matrix.shape[0] - len(shared))
             stats["clinical_without_expression"] = int(clinical.shape[0] - len(shared))
@@ -304,7 +299,7 @@ def load(cfg: dict, cache_dir="cache", config_file="config", where=""):
                 raise InputError(
                     config_file,
                     f"{where}sample_types",
-                    f"cohort {name}: no sample has sample type {sample_types} (e.g. {_few(matrix.index, 3)})",
+                    f"cohort {name}: no sample has sample type {sample_types} (e.g. {few(matrix.index, 3)})",
                 )
         sheet.insert(1, "cohort", name)  # before the labels, so a label may map the cohort name
         sheet = derive_labels(sheet, cfg.get("labels"), label_file, config_file=config_file, where=f"{where}labels")
