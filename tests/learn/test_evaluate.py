@@ -79,6 +79,7 @@ def test_outer_folds_in_worker_processes_give_the_same_predictions_and_logs(kind
     monkeypatch.setattr(module, "PROCESS_MIN_VALUES", 0)
     assert module.parallel_backend(pipeline, grid, X.shape, 2) == "loky"
     serial = nested_cv(pipeline, grid, X, y, task, CV, seed=3, n_jobs=1)
+    caplog.clear()  # the serial run's records too, where an earlier test left INFO enabled
     with caplog.at_level(logging.INFO, logger="metasig.learn.nested_cv"):
         parallel = nested_cv(pipeline, grid, X, y, task, CV, seed=3, n_jobs=2)
     pd.testing.assert_frame_equal(serial, parallel, check_exact=True)
