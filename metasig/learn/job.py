@@ -82,16 +82,7 @@ def train(
     if (groups is None) != (not cv.get("group_by")) or (groups is None and scheme(cv) != KFOLD):
         raise ValueError("cv.group_by (and cv.scheme other than kfold) and `groups` go together")
     classes, positive = _classes(y, task_cfg, kind, class_names)
-    pipeline, grid = models.build(
-        model_cfg,
-        kind,
-        preprocessing,
-        normalization,
-        seed,
-        n_jobs=1,  # one thread per fit; n_jobs outer folds run at once (nested_cv)
-        covariates=[c for c in covariates if c in X.columns],
-        subset=subset,
-    )
+    pipeline, grid = job_pipeline(X, kind, model_cfg, preprocessing, normalization, seed, covariates, subset)
     timing = {}
 
     ran = effective(cv, groups)  # leave-one-group-out: one fold per group, one repeat
@@ -159,6 +150,17 @@ def train(
         cv=_cv_record(ran, groups),
         positive=positive,
         timing=timing,
+    )
+
+
+def job_pipeline(X, kind, model_cfg, preprocessing, normalization, seed, covariates=(), subset=None):
+    """(pipeline, grid) of a job on features X: one thread per fit (n_jobs outer folds run at once,
+    see nested_cv); the covariates X holds skip the gene-only steps."""
+    from metasig.learn import models
+
+    covariates = [c for c in covariates if c in X.columns]
+    return models.build(
+        model_cfg, kind, preprocessing, normalization, seed, n_jobs=1, covariates=covariates, subset=subset
     )
 
 

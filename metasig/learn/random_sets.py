@@ -53,22 +53,13 @@ def score(
     pipeline, grid, folds and per-fold estimates as `metasig.learn.job.train` (estimates do not
     depend on the bootstrap, so none is drawn). `groups`: as in job.train (grouped CV)."""
     from metasig.config import schema_defaults
-    from metasig.learn import models
+    from metasig.learn.job import job_pipeline
     from metasig.learn.metrics import bootstrap_ci, metric_fn_for
     from metasig.learn.nested_cv import nested_cv
 
     cv = {**schema_defaults("cv"), **(cv or {})}
     y = np.asarray(y)
-    pipeline, grid = models.build(
-        model_cfg,
-        kind,
-        preprocessing,
-        normalization,
-        seed,
-        n_jobs=1,
-        covariates=[c for c in covariates if c in X.columns],
-        subset=subset,
-    )
+    pipeline, grid = job_pipeline(X, kind, model_cfg, preprocessing, normalization, seed, covariates, subset)
     groups = None if groups is None else np.asarray(groups).astype(str)
     predictions = nested_cv(pipeline, grid, X, y, kind, cv, seed, n_jobs, groups)
     metric_fn = metric_fn_for(kind, None if kind == "survival" else [str(c) for c in np.unique(y)])
