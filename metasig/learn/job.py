@@ -159,8 +159,17 @@ def job_pipeline(X, kind, model_cfg, preprocessing, normalization, seed, covaria
     from metasig.learn import models
 
     covariates = [c for c in covariates if c in X.columns]
+    n_features = X.shape[1] if subset is None else len(subset) + len(covariates)
     return models.build(
-        model_cfg, kind, preprocessing, normalization, seed, n_jobs=1, covariates=covariates, subset=subset
+        model_cfg,
+        kind,
+        preprocessing,
+        normalization,
+        seed,
+        n_jobs=1,
+        covariates=covariates,
+        subset=subset,
+        n_features=n_features,
     )
 
 

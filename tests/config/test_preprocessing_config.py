@@ -65,3 +65,15 @@ def test_bad_pca_or_kernel_is_named(where, value, message):
     with pytest.raises(InputError, match=message) as err:
         mconfig.check(cfg, "bad.yaml")
     assert "bad.yaml" in str(err.value) and where[0] in str(err.value)
+
+
+@pytest.mark.parametrize("value,ok", [("all", True), (None, True), (300, True), ("every", False), (0, False)])
+def test_select_k_takes_a_number_all_or_null(value, ok):
+    cfg = deepcopy(example("pancancer_5types"))
+    cfg["preprocessing"]["select_k"] = value
+    if ok:
+        assert mconfig.check(cfg, "x.yaml")["preprocessing"]["select_k"] == value
+    else:
+        with pytest.raises(InputError, match="select_k") as err:
+            mconfig.check(cfg, "x.yaml")
+        assert "x.yaml" in str(err.value)

@@ -156,6 +156,7 @@ def test_cox_score_matches_a_direct_computation_with_ties():
     y["time"] = np.round(y["time"], 1)  # ties
     expected = [naive_cox_score(X[:, j], y) for j in range(3)]
     assert np.allclose(cox_score(X, y), expected)
+    assert np.allclose(cox_score(X, y, chunk=2), expected)  # columns in chunks: the same statistics
 
 
 def test_cox_score_selector_finds_planted_features():
