@@ -401,8 +401,8 @@ def make_preprocessing(preprocessing: dict, normalization: str, task_kind: str, 
     """Preprocessing steps as a list of (name, transformer), all fitted in-fold:
 
     [DESeq2VST or MedianOfRatiosLog2 for normalization "vst" / "deseq2"] + [MinMeanFilter if
-    min_mean] + [TopVarianceFilter if top_variance] + MedianImputer + [StandardScaler if
-    scale] + [univariate selection if select_k: f_classif for classification, Cox score for survival]
+    min_mean] + [TopVarianceFilter if top_variance] + MedianImputer + [univariate selection if
+    select_k: f_classif for classification, Cox score for survival] + [StandardScaler if scale]
     + [InFoldPCA if pca].
 
     PCA comes last, after select_k: select_k keeps its meaning (genes ranked by a univariate
@@ -441,14 +441,14 @@ def make_preprocessing(preprocessing: dict, normalization: str, task_kind: str, 
     else:
         steps = list(gene_steps)
     steps.append(("impute", MedianImputer()))
-    if preprocessing.get("scale", True):
-        steps.append(("scale", StandardScaler()))
     k = preprocessing.get("select_k")
-    if k:
+    if k:  # before scaling: both scores ignore a column's scale, and only the kept genes get scaled
         if task_kind == "survival":
             steps.append(("select", CoxScoreSelector(k=k)))
         else:
             steps.append(("select", SelectKBestCapped(f_classif, k=k)))
+    if preprocessing.get("scale", True):
+        steps.append(("scale", StandardScaler()))
     if preprocessing.get("pca") is not None:
         steps.append(("pca", InFoldPCA(n_components=pca_components(preprocessing["pca"]), random_state=seed)))
     return steps

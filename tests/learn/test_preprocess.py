@@ -3,8 +3,10 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.base import clone
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
 
 from metasig.learn.preprocess import (
     CoxScoreSelector,
@@ -175,14 +177,29 @@ def test_make_preprocessing_steps():
         "min_mean",
         "top_variance",
         "impute",
-        "scale",
         "select",
+        "scale",
     ]
     surv = make_preprocessing({"select_k": 5, "scale": False}, "log2p1", "survival", 0)
     assert names(surv) == ["impute", "select"] and isinstance(surv[-1][1], CoxScoreSelector)
     with_cov = make_preprocessing(full, "vst", "multiclass", 0, covariates=["age"])
-    assert names(with_cov) == ["genes", "impute", "scale", "select"]
+    assert names(with_cov) == ["genes", "impute", "select", "scale"]
     assert isinstance(with_cov[0][1], ColumnTransformer)
+
+
+@pytest.mark.parametrize("task_kind", ["binary", "survival"])
+def test_selection_before_scaling_keeps_the_genes_scaling_first_would(task_kind):
+    """select_k runs before the scaler (only kept genes get scaled): both scores ignore scale."""
+    X, y = survival_data(120, 40, seed=2) if task_kind == "survival" else (None, None)
+    if X is None:
+        rng = np.random.default_rng(2)
+        X = rng.normal(size=(120, 40))
+        y = (X[:, 3] - X[:, 17] + rng.normal(size=120) > 0).astype(int)
+    X = np.asarray(X) * np.geomspace(0.01, 100, X.shape[1]) + 5.0  # columns on very different scales
+    select = make_preprocessing({"select_k": 8, "scale": False}, "none", task_kind, 0)[-1][1]
+    unscaled = clone(select).fit(X, y).get_support()
+    scaled = clone(select).fit(StandardScaler().fit_transform(X), y).get_support()
+    assert unscaled.sum() == 8 and np.array_equal(unscaled, scaled)
 
 
 def test_covariates_bypass_vst_and_filters():

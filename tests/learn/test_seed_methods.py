@@ -37,7 +37,7 @@ def test_pca_variance_fraction_keeps_the_fewest_components_reaching_it(fraction,
 
 def test_pca_comes_after_scaling_and_selection():
     steps = make_preprocessing({"top_variance": 50, "select_k": 10, "pca": 3}, "none", "binary", seed=0)
-    assert [name for name, _ in steps] == ["top_variance", "impute", "scale", "select", "pca"]
+    assert [name for name, _ in steps] == ["top_variance", "impute", "select", "scale", "pca"]
     assert make_preprocessing({"pca": 4.0}, "none", "binary", 0)[-1][1].n_components == 4  # YAML's 4.0 is 4
 
 
@@ -150,7 +150,7 @@ def test_a_models_preprocessing_is_merged_over_the_datasets():
     pipe, _ = build({"kind": "svm", "preprocessing": {"select_k": None, "pca": 3}}, "binary", dataset, "none", 0)
     assert [name for name, _ in pipe.steps] == ["top_variance", "impute", "scale", "pca", "model"]
     pipe, _ = build({"kind": "random_forest"}, "binary", dataset, "none", 0)
-    assert [name for name, _ in pipe.steps] == ["top_variance", "impute", "scale", "select", "model"]
+    assert [name for name, _ in pipe.steps] == ["top_variance", "impute", "select", "scale", "model"]
 
 
 @pytest.mark.parametrize("n_classes", [2, 3])
