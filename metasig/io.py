@@ -11,6 +11,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -106,19 +107,31 @@ def write_matrix(matrix: pd.DataFrame, path, unit: str, namespace: str, extra: d
         pq.write_table(table.replace_schema_metadata(meta), tmp)
 
 
+# Columns per read: a 20,000-gene table read whole holds two to three times its size in Arrow's
+# memory pool (730 MB for a 200 MB matrix); read in chunks into one array, it holds its own size.
+READ_CHUNK = 2000
+
+
 def read_matrix(path, columns=None):
     """Return (matrix, meta) where meta holds at least 'unit' and 'namespace'.
 
     `columns`: read only these gene columns, in this order (the sample index always comes along);
     a training job on a 15-gene group then reads 15 columns of a 20,000-gene file, not all of them."""
-    if columns is None:
-        table = pq.read_table(path)
-    else:
-        parquet = pq.ParquetFile(path)  # its footer is parsed once (20,000 columns take a while)
-        schema = parquet.schema_arrow
-        table = parquet.read(columns=[*_checked_columns(path, schema, columns), *_index_columns(schema)])
-    meta = json.loads((table.schema.metadata or {}).get(_META_KEY, b"{}"))
-    return table.to_pandas(), meta
+    parquet = pq.ParquetFile(path)  # its footer is parsed once (20,000 columns take a while)
+    schema = parquet.schema_arrow
+    meta = json.loads((schema.metadata or {}).get(_META_KEY, b"{}"))
+    genes = matrix_columns(path, schema) if columns is None else _checked_columns(path, schema, columns)
+    index = _index_columns(schema)
+    if not index or any(schema.field(g).type != pa.float64() for g in genes):  # not written by write_matrix
+        return parquet.read(columns=[*genes, *index]).to_pandas(), meta
+    frame = parquet.read(columns=index).to_pandas()  # the sample index, rebuilt from the pandas metadata
+    values = np.empty((len(frame), len(genes)))
+    for start in range(0, len(genes), READ_CHUNK):
+        part = parquet.read(columns=genes[start : start + READ_CHUNK])
+        for j, column in enumerate(part.columns):
+            values[:, start + j] = column.to_numpy()  # nulls (NaN written by pandas) come back as NaN
+    pa.default_memory_pool().release_unused()
+    return pd.DataFrame(values, index=frame.index, columns=pd.Index(genes, name=frame.columns.name), copy=False), meta
 
 
 def matrix_columns(path, schema=None):

@@ -2,6 +2,8 @@
 
 import logging
 
+import pandas as pd
+
 from metasig import io
 from metasig.data.groups_file import group_genes
 from metasig.data.normalize import IN_FOLD
@@ -37,7 +39,9 @@ def feature_frame(matrix_in, samples_in, groups_in, group, task_cfg, covariates,
         position = {gene: i for i, gene in enumerate(names)}
         subset = [position[g] for g in genes]
         features = [c for c in names if c not in covariates] + [c for c in features if c in covariates]
-    return matrix.loc[samples, features], y, tasks.class_names(sheet, task_cfg), subset
+    if not (matrix.index.equals(pd.Index(samples)) and matrix.columns.equals(pd.Index(features))):
+        matrix = matrix.loc[samples, features]  # a copy: at 20,000 genes, one matrix more in memory
+    return matrix, y, tasks.class_names(sheet, task_cfg), subset
 
 
 def train(

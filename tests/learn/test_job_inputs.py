@@ -50,6 +50,29 @@ def test_read_matrix_columns_subset_in_the_asked_order_with_metadata(study):
     assert empty.shape == (30, 0) and list(empty.index) == list(matrix.index)
 
 
+def test_read_matrix_in_column_chunks_equals_a_whole_read(study, monkeypatch):
+    import pyarrow.parquet as pq
+
+    folder, matrix = study
+    matrix.iloc[3, 5] = matrix.iloc[0, 39] = np.nan
+    io.write_matrix(matrix, folder / "nan.parquet", "counts", "symbol")
+    monkeypatch.setattr(io, "READ_CHUNK", 7)  # 40 genes: 6 chunks, the last one short
+    chunked, _ = io.read_matrix(folder / "nan.parquet")
+    pd.testing.assert_frame_equal(chunked, pq.read_table(folder / "nan.parquet").to_pandas())
+    pd.testing.assert_frame_equal(chunked, matrix)
+    assert chunked.isna().sum().sum() == 2
+    part, _ = io.read_matrix(folder / "nan.parquet", columns=["G039", "G005", "G020"])
+    pd.testing.assert_frame_equal(part, matrix[["G039", "G005", "G020"]])
+
+
+def test_read_matrix_of_another_writer_is_read_whole(tmp_path):
+    frame = pd.DataFrame({"a": [1, 2], "b": [0.5, 1.5]}, index=pd.Index(["x", "y"], name="sample"))
+    frame.to_parquet(tmp_path / "ints.parquet")  # an integer column: not a write_matrix file
+    read, meta = io.read_matrix(tmp_path / "ints.parquet")
+    pd.testing.assert_frame_equal(read, frame)
+    assert meta == {}
+
+
 def test_read_matrix_unknown_or_repeated_columns_are_named(study):
     folder, _ = study
     with pytest.raises(KeyError, match="no column NOPE, sample"):
@@ -86,6 +109,20 @@ def test_a_job_reads_only_its_groups_gene_columns(study, monkeypatch, group):
     if "age" in wanted:
         assert X["age"].tolist() == list(np.arange(30.0))
     assert list(y) == [1, 0] * 15
+
+
+def test_the_frame_follows_the_sheets_samples_in_its_order(study):
+    """In file order the matrix is used as read; otherwise rows follow the sheet (a subset too)."""
+    folder, matrix = study
+    task = {"type": "binary", "label": "status", "positive": "yes"}
+    sheet = io.read_sheet(folder / "s.tsv")
+    for order in (sheet, sheet.iloc[::-1], sheet.iloc[[4, 0, 9, 7]]):
+        io.write_sheet(order, folder / "t.tsv")
+        X, y, _, _ = steps.feature_frame(
+            folder / "m.parquet", folder / "t.tsv", folder / "g.json", "small", task, [], "none"
+        )
+        assert list(X.index) == list(order["sample"]) and len(y) == len(order)
+        pd.testing.assert_frame_equal(X, matrix.loc[order["sample"], ["G017", "G003", "G029"]], check_names=False)
 
 
 def test_in_fold_deseq2_reads_the_whole_library(study, monkeypatch):
