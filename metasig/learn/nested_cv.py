@@ -82,12 +82,21 @@ def nested_cv(pipeline, param_grid, X, y, task_kind, cv: dict, seed, n_jobs=1, g
 
 
 # Estimators known to release the GIL while they fit, so outer folds in threads use several cores:
-# XGBoost, scikit-learn's trees and SGD (two threads of SGD fits: 2.0 cores). The others hold it,
-# or are not known not to: skglm's numba solvers do (1.1 cores), and the Python loops of Coxnet's
-# paths, Platt scaling and lbfgs take it often. Their outer folds run in worker processes once the
+# XGBoost, scikit-learn's trees and SGD (two threads of SGD fits: 2.0 cores), and at this size
+# lbfgs logistic regression and our SVM, whose time goes to BLAS and libsvm (at 1,218 x 20,530
+# their jobs took as long in 2 threads as in 2 processes, at 0.4 and 0.25 GB less memory). The
+# others hold it, or are not known not to: skglm's numba solvers do (1.1 cores), and the Python
+# loops of Coxnet's paths take it often. Their outer folds run in worker processes once the
 # input is big enough to repay a worker's start (imports, numba compilation: ~10 s of CPU each,
 # once per job, as later folds and the permuted control reuse the workers).
-RELEASES_GIL = ("XGBoostClassifier", "XGBoostCox", "RandomForestClassifier", "SGDClassifier")
+RELEASES_GIL = (
+    "XGBoostClassifier",
+    "XGBoostCox",
+    "RandomForestClassifier",
+    "SGDClassifier",
+    "LogisticRegression",
+    "SVMClassifier",
+)
 PROCESS_MIN_VALUES = 2_000_000  # samples x features
 
 

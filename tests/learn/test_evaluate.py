@@ -51,7 +51,7 @@ def test_oof_covers_every_sample_once_per_repeat_and_is_deterministic():
     assert auc["estimate"] > 0.8
 
 
-@pytest.mark.parametrize("kind", ["xgboost", "random_forest", "elasticnet"])
+@pytest.mark.parametrize("kind", ["xgboost", "random_forest", "elasticnet", "logistic", "svm"])
 def test_outer_folds_in_parallel_give_the_same_predictions(kind):
     from metasig.learn.models import build
 
@@ -87,11 +87,11 @@ def test_outer_folds_in_worker_processes_give_the_same_predictions_and_logs(kind
     assert len(folds) == 6 and any(r.processName != "MainProcess" for r in folds)
 
 
-def test_trees_keep_their_outer_folds_in_threads():
+def test_models_that_release_the_gil_keep_their_outer_folds_in_threads():
     from metasig.learn import nested_cv as module
     from metasig.learn.models import build
 
-    for kind in ("xgboost", "random_forest"):
+    for kind in ("xgboost", "random_forest", "logistic", "svm"):
         pipeline, grid = build({"kind": kind}, "binary", {}, "none", 0)
         assert module.parallel_backend(pipeline, grid, (1000, 20000), 2) == "threading"
     pipeline, grid = build({"kind": "linear_sweep"}, "binary", {}, "none", 0)
