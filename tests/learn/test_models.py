@@ -205,16 +205,18 @@ def test_importance_maps_through_column_transformer_and_filters():
 @pytest.mark.parametrize(
     "kind,configured,width,expected",
     [
-        ("xgboost", None, 600, 500),  # a tree model on a wide input: the kind's default screen
-        ("random_forest", None, 600, 500),
-        ("xgboost", None, 500, None),  # not wider than the screen: no selection step at all
+        ("xgboost", None, 600, 200),  # a tree model on a wide input: the kind's default screen
+        ("random_forest", None, 600, 200),
+        ("xgboost_cox", None, 201, 200),
+        ("xgboost", None, 200, None),  # not wider than the screen: no selection step at all
         ("xgboost", "all", 600, None),  # the user keeps every feature
         ("xgboost", 40, 600, 40),  # the user's number wins
         ("elasticnet", None, 600, None),  # linear models have no default screen
     ],
 )
 def test_tree_models_screen_wide_inputs_unless_told_otherwise(kind, configured, width, expected):
-    pipe, _ = build({"kind": kind}, "binary", {"select_k": configured}, "none", 0, n_features=width)
+    task = "survival" if kind == "xgboost_cox" else "binary"
+    pipe, _ = build({"kind": kind}, task, {"select_k": configured}, "none", 0, n_features=width)
     select = dict(pipe.steps).get("select")
     assert (None if select is None else select.k) == expected
 
@@ -227,6 +229,6 @@ def test_the_wide_input_screen_keeps_the_genes_with_signal_in_fold(caplog):
     y = (X["g5"] + X["g600"] > 0).astype(int).to_numpy()
     with caplog.at_level("INFO", logger="metasig.learn.models"):
         pipe, _ = job_pipeline(X, "binary", {"kind": "xgboost", "params": {"n_estimators": 5}}, {}, "none", 0)
-    assert "xgboost on 700 features: each training fold keeps the 500" in caplog.text
+    assert "xgboost on 700 features: each training fold keeps the 200" in caplog.text
     kept = pipe.fit(X, y)[:-1].get_feature_names_out()
-    assert len(kept) == 500 and {"g5", "g600"} <= set(kept)
+    assert len(kept) == 200 and {"g5", "g600"} <= set(kept)
