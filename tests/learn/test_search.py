@@ -64,14 +64,28 @@ def test_search_chooses_and_refits_like_grid_search(kind, task):
     np.testing.assert_allclose(output(model, X, task), output(reference.best_estimator_, X, task), rtol=1e-6)
 
 
+@pytest.mark.parametrize("as_frame", [True, False])
+def test_search_scales_its_own_row_copies_in_place_never_the_callers_data(as_frame):
+    X, y = data("binary")
+    X = X if as_frame else X.to_numpy()
+    before = np.array(X, copy=True)
+    pipeline, grid = build({"kind": "logistic", "search": GRIDS["logistic"]}, "binary", {}, "none", 0)
+    model, _ = search(pipeline, grid, X, y, "binary", splits(X, y, "binary"))
+    assert np.array_equal(np.asarray(X), before)
+    assert model.named_steps["scale"].copy  # the refitted pipeline keeps the caller-safe default
+
+
 def test_preprocessing_settings_in_the_grid_are_searched_too():
     X, y = data("binary")
     pipeline = Pipeline([("scale", StandardScaler()), ("model", LogisticRegression())])
     grid = {"scale": [StandardScaler(), "passthrough"], "model__C": [0.001, 1.0]}
     folds = splits(X, y, "binary")
     reference = GridSearchCV(pipeline, grid, scoring="roc_auc", cv=folds).fit(X, y)
+    before = X.copy()
     _, best = search(pipeline, grid, X, y, "binary", folds)
     assert best == reference.best_params_
+    assert grid["scale"][0].copy  # the grid's own scaler is not switched to in-place
+    pd.testing.assert_frame_equal(X, before)
 
 
 class Failing(ClassifierMixin, BaseEstimator):
