@@ -125,7 +125,9 @@ def read_matrix(path, columns=None):
     if not index or any(schema.field(g).type != pa.float64() for g in genes):  # not written by write_matrix
         return parquet.read(columns=[*genes, *index]).to_pandas(), meta
     frame = parquet.read(columns=index).to_pandas()  # the sample index, rebuilt from the pandas metadata
-    values = np.empty((len(frame), len(genes)))
+    # column-major, the layout pandas keeps a float frame in: fold copies keep it, and results stay
+    # bit for bit what they were when the matrix came from Arrow's to_pandas
+    values = np.empty((len(frame), len(genes)), order="F")
     for start in range(0, len(genes), READ_CHUNK):
         part = parquet.read(columns=genes[start : start + READ_CHUNK])
         for j, column in enumerate(part.columns):

@@ -61,6 +61,8 @@ def test_read_matrix_in_column_chunks_equals_a_whole_read(study, monkeypatch):
     pd.testing.assert_frame_equal(chunked, pq.read_table(folder / "nan.parquet").to_pandas())
     pd.testing.assert_frame_equal(chunked, matrix)
     assert chunked.isna().sum().sum() == 2
+    # the layout of a whole read too: column-major, so fold copies sum in the same order as before
+    assert chunked.to_numpy().flags.f_contiguous and chunked.iloc[[0, 2]].to_numpy().flags.f_contiguous
     part, _ = io.read_matrix(folder / "nan.parquet", columns=["G039", "G005", "G020"])
     pd.testing.assert_frame_equal(part, matrix[["G039", "G005", "G020"]])
 
