@@ -146,7 +146,7 @@ def train(
         features=list(map(str, X.columns)),
         n_samples=len(y),
         seed=int(seed),
-        n_features=X.shape[1] if subset is None else len(subset) + len(set(covariates) & set(X.columns)),
+        n_features=model_width(X, covariates, subset),
         cv=_cv_record(ran, groups),
         positive=positive,
         timing=timing,
@@ -159,7 +159,6 @@ def job_pipeline(X, kind, model_cfg, preprocessing, normalization, seed, covaria
     from metasig.learn import models
 
     covariates = [c for c in covariates if c in X.columns]
-    n_features = X.shape[1] if subset is None else len(subset) + len(covariates)
     return models.build(
         model_cfg,
         kind,
@@ -169,8 +168,14 @@ def job_pipeline(X, kind, model_cfg, preprocessing, normalization, seed, covaria
         n_jobs=1,
         covariates=covariates,
         subset=subset,
-        n_features=n_features,
+        n_features=model_width(X, covariates, subset),
     )
+
+
+def model_width(X, covariates=(), subset=None):
+    """The features the model sees: every column of X, or with in-fold VST (`subset`) the group's
+    genes and the covariates X holds."""
+    return X.shape[1] if subset is None else len(subset) + len(set(covariates) & set(X.columns))
 
 
 def permuted_control(pipeline, grid, X, y, kind, cv, seed, n_jobs=1, groups=None):

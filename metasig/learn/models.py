@@ -35,8 +35,8 @@ SWEEP_ALPHA = [1e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1]
 # forest's max_features is a share of the genes), so on wider inputs their default select_k
 # keeps the genes with the best in-fold univariate score. At 974 x 20,530 one 150-round XGBoost
 # fit took 123 s, on the 200 best genes 0.8 s; a forest with max_features 0.3 took 4 s on 200
-# genes, 11 s on 500. On held-out folds of the synthetic seed shapes, 200 genes scored as well as
-# 500 or all of them (README, Scale).
+# genes, 11 s on 500. On one held-out fold of each synthetic seed shape tried, 200 genes scored as
+# well as 500 or all of them (README, Preprocessing).
 WIDE_INPUT_SELECT_K = {"xgboost": 200, "xgboost_cox": 200, "random_forest": 200}
 
 log = logging.getLogger("metasig.learn.models")
