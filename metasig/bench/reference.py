@@ -145,7 +145,7 @@ def _grid_search(kind, task_kind, X, y, seed, threads):
 def _sweep_grid(seed):
     common = dict(max_iter=5000, class_weight="balanced", random_state=seed)
     C, alpha = GRIDS["linear_sweep"]["C"], GRIDS["linear_sweep"]["alpha"]
-    sgd = SGDClassifier(loss="modified_huber", max_iter=5000, tol=1e-4, class_weight="balanced", random_state=seed)
+    sgd = SGDClassifier(loss="modified_huber", max_iter=20, tol=None, class_weight="balanced", random_state=seed)
     return [
         {"model": [logistic(0.0, solver="lbfgs", **common)], "model__C": C},
         {"model": [logistic(1.0, solver="saga", **common)], "model__C": C},

@@ -15,13 +15,12 @@ import warnings
 import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
-from sklearn.base import clone
 from sklearn.model_selection import ParameterGrid
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
 from metasig.learn import metrics
-from metasig.learn.search import search
+from metasig.learn.search import search, with_params
 from metasig.learn.splits import inner_splits, outer_splits, strata  # noqa: F401 (strata: imported from here)
 
 log = logging.getLogger("metasig.learn.nested_cv")
@@ -190,7 +189,7 @@ def _fit(pipeline, param_grid, X, y, task_kind, cv, seed, groups=None):
     candidates = ParameterGrid(param_grid or {})
     if len(candidates) <= 1:  # nothing to tune: skip the inner CV
         best = dict(candidates[0]) if len(candidates) else {}
-        return clone(pipeline).set_params(**best).fit(X, y), best
+        return with_params(pipeline, best).fit(X, y), best
     return search(pipeline, param_grid, X, y, task_kind, inner_splits(y, task_kind, cv, seed, groups))
 
 

@@ -46,7 +46,14 @@ def search(pipeline, param_grid, X, y, task_kind, splits):
         raise ValueError(f"every one of the {len(candidates)} candidates failed on the inner folds")
     best = int(np.nanargmax(means))  # first of equals, as GridSearchCV's rank_test_score
     params = dict(candidates[best])
-    return clone(pipeline).set_params(**params).fit(X, y), params
+    return with_params(pipeline, params).fit(X, y), params
+
+
+def with_params(pipeline, params):
+    """An unfitted copy of `pipeline` with a candidate's parameters, estimators among them copied
+    too (as GridSearchCV does): a grid's estimator objects are shared by every fold, and outer
+    folds fitted in threads would otherwise fit one object at once."""
+    return clone(pipeline).set_params(**clone(params, safe=False))
 
 
 def _by_preprocessing(candidates):
@@ -75,10 +82,10 @@ def _preprocessing(pipeline, params):
     a scaled copy of an inner split is 100 MB more per fold."""
     if len(pipeline) == 1:
         return None
-    pre = clone(pipeline[:-1]).set_params(**params)
+    pre = with_params(pipeline[:-1], params)
     scaler = pre.named_steps.get("scale")
-    if isinstance(scaler, StandardScaler):  # a copy: a scaler from the grid is shared by its candidates
-        pre.set_params(scale=clone(scaler).set_params(copy=False))
+    if isinstance(scaler, StandardScaler):
+        scaler.set_params(copy=False)
     return pre
 
 

@@ -160,3 +160,14 @@ def test_child_gives_the_job_its_threads_as_scripts_train_does(monkeypatch):
     job = {"matrix": "m", "samples": "s", "groups": "g", "outdir": "o", "identity": {}, "task": {}, "model": {}}
     child._train({**job, "cv": {}, "preprocessing": {}, "normalization": "none", "seed": 0, "threads": 3})
     assert seen["threads"] == 3
+
+
+def test_reference_sweep_members_are_metasigs():
+    from metasig.learn import models
+
+    ours = models._sweep_members(0)
+    refs = [entry["model"][0] for entry in reference._sweep_grid(0)]
+    assert [type(r).__name__ for r in refs] == ["LogisticRegression"] * 3 + ["SGDClassifier"]
+    assert [r.l1_ratio for r in refs[:3]] == [m.l1_ratio for m in ours[:3]]
+    keys = ("loss", "max_iter", "tol", "class_weight")
+    assert {k: refs[3].get_params()[k] for k in keys} == {k: ours[3].get_params()[k] for k in keys}

@@ -41,7 +41,7 @@ def multinomial_objective(X, y, model, C, l1_ratio):
     return -C * (compute_sample_weight("balanced", y) * log_proba).sum() + penalty
 
 
-@pytest.mark.parametrize("C,l1_ratio", [(0.5, 0.5), (5.0, 0.2)])
+@pytest.mark.parametrize("C,l1_ratio", [(0.5, 0.5), (5.0, 0.2), (2.0, 0.0)])
 def test_multinomial_same_objective_as_logistic_regression(C, l1_ratio):
     X, y = data(n_classes=3)
     ours = ElasticNetClassifier(C=C, l1_ratio=l1_ratio, tol=1e-9, tol_multinomial=1e-9).fit(X, y)
@@ -58,7 +58,7 @@ def test_multinomial_same_objective_as_logistic_regression(C, l1_ratio):
 @pytest.mark.parametrize("n_classes", [2, 4])
 def test_grid_predictions_equal_individual_fits(n_classes):
     X, y = data(n=200, p=30, n_classes=n_classes, seed=1)
-    candidates = [{"C": C, "l1_ratio": r} for r in (0.2, 0.8) for C in (10.0, 0.01, 1.0, 0.1)]
+    candidates = [{"C": C, "l1_ratio": r} for r in (0.2, 0.8, 0.0) for C in (10.0, 0.01, 1.0, 0.1)]
     est = ElasticNetClassifier(tol=1e-9)
     preds = est.grid_predictions(X[:140], y[:140], X[140:], candidates)
     assert len(preds) == len(candidates)

@@ -88,6 +88,17 @@ def test_preprocessing_settings_in_the_grid_are_searched_too():
     pd.testing.assert_frame_equal(X, before)
 
 
+def test_the_refitted_model_owns_its_estimator_never_the_grids():
+    """A swapped-in estimator is copied before the refit: outer folds fit in threads, and two of
+    them refitting the grid's one object would each predict with the other's coefficients."""
+    X, y = data("binary")
+    pipeline, grid = build({"kind": "linear_sweep", "search": GRIDS["linear_sweep"]}, "binary", {}, "none", 0)
+    members = [entry["model"][0] for entry in grid]
+    model, best = search(pipeline, grid, X, y, "binary", splits(X, y, "binary"))
+    assert repr(model[-1]) == repr(best["model"]) and all(model[-1] is not m for m in members)
+    assert not any(hasattr(m, "coef_") for m in members)
+
+
 class Failing(ClassifierMixin, BaseEstimator):
     def __init__(self, fail=True):
         self.fail = fail
