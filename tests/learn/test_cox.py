@@ -91,3 +91,24 @@ def test_skglm_fallback_solves_the_same_objective():
     ours = _skglm_cox_path(Z, y["time"], y["event"], [0.3, 0.1], 0.5, 1e-10)
     ref = CoxnetSurvivalAnalysis(alphas=[0.3, 0.1], l1_ratio=0.5, tol=1e-10).fit(Z, y).coef_
     assert np.allclose(ours, ref, atol=1e-3) and np.count_nonzero(ours[:, 1]) > 0
+
+
+def test_more_features_than_samples_go_to_skglm_at_coxnets_optimum(monkeypatch):
+    """Coxnet's coordinate descent is slow where features outnumber samples; skglm solves the same
+    objective there (Coxnet is not called at all)."""
+    import sksurv.linear_model
+    from sksurv.linear_model import CoxnetSurvivalAnalysis
+
+    X, y = survival_data(n=80, p=120, seed=6)
+    Z = (X - X.mean(0)) / X.std(0, ddof=1)
+    ref = CoxnetSurvivalAnalysis(alphas=[0.3, 0.1], l1_ratio=0.5, tol=1e-10).fit(Z, y).coef_ / X.std(0, ddof=1)[:, None]
+
+    def no_coxnet(*args, **kwargs):
+        raise AssertionError("Coxnet was called")
+
+    monkeypatch.setattr(sksurv.linear_model, "CoxnetSurvivalAnalysis", no_coxnet)
+    fits = [CoxPH(penalizer=a, l1_ratio=0.5, tol_skglm=1e-10).fit(X, y) for a in (0.3, 0.1)]
+    assert np.allclose(np.column_stack([f.coef_ for f in fits]), ref, atol=1e-3)
+    assert np.count_nonzero(fits[1].coef_) > 0
+    (path,) = CoxPH(l1_ratio=0.5).grid_predictions(X, y, X[:10], [{"penalizer": 0.1}])
+    assert np.allclose(path, fits[1].predict(X[:10]), atol=1e-3)
