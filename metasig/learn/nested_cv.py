@@ -20,7 +20,7 @@ from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
 from metasig.learn import metrics
-from metasig.learn.search import search, with_params
+from metasig.learn.search import refit, search
 from metasig.learn.splits import inner_splits, outer_splits, strata  # noqa: F401 (strata: imported from here)
 
 log = logging.getLogger("metasig.learn.nested_cv")
@@ -52,7 +52,9 @@ def nested_cv(pipeline, param_grid, X, y, task_kind, cv: dict, seed, n_jobs=1, g
         started = clock.perf_counter()
         threadpool_limits(limits=1)  # one BLAS/OpenMP thread per fit (also in a worker process)
         inner_groups = None if groups is None else groups[train]
-        model, best = _fit(pipeline, param_grid, X.iloc[train], y[train], task_kind, cv, seed, inner_groups)
+        rows = X.iloc[train]  # this fold's own copy: the refit may scale it in place
+        model, best = _fit(pipeline, param_grid, rows, y[train], task_kind, cv, seed, inner_groups, overwrite_X=True)
+        del rows  # scaled in place when the refit could: not the fold's data any more
         part = _predict(model, X.iloc[test], y[test], task_kind, classes, grid)
         part.insert(0, "sample", X.index[test].astype(str).to_numpy())
         part.insert(0, "fold", fold)
@@ -185,12 +187,13 @@ def _frame(X):
     return X if isinstance(X, pd.DataFrame) else pd.DataFrame(np.asarray(X))
 
 
-def _fit(pipeline, param_grid, X, y, task_kind, cv, seed, groups=None):
+def _fit(pipeline, param_grid, X, y, task_kind, cv, seed, groups=None, overwrite_X=False):
     candidates = ParameterGrid(param_grid or {})
     if len(candidates) <= 1:  # nothing to tune: skip the inner CV
         best = dict(candidates[0]) if len(candidates) else {}
-        return with_params(pipeline, best).fit(X, y), best
-    return search(pipeline, param_grid, X, y, task_kind, inner_splits(y, task_kind, cv, seed, groups))
+        return refit(pipeline, best, X, y, overwrite_X), best
+    splits = inner_splits(y, task_kind, cv, seed, groups)
+    return search(pipeline, param_grid, X, y, task_kind, splits, overwrite_X)
 
 
 def _predict(model, X, y, task_kind, classes, grid):

@@ -12,6 +12,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
+from scipy.sparse import issparse
 from scipy.stats import trim_mean
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.compose import ColumnTransformer
@@ -273,6 +274,31 @@ class SelectKBestCapped(SelectKBest):
         return self
 
 
+class ChunkedStandardScaler(StandardScaler):
+    """StandardScaler whose fit takes `chunk` columns at a time: scikit-learn's computes the
+    variance through temporaries of the input's size (a NaN-free copy, X - mean), 320 MB more
+    per outer-fold fit at 20,000 genes, in every worker at once. Each column's statistics are
+    the same, bit for bit; transform is StandardScaler's."""
+
+    chunk = 1024
+
+    def fit(self, X, y=None, sample_weight=None):
+        if sample_weight is not None or issparse(X) or np.ndim(X) != 2 or np.shape(X)[1] <= self.chunk:
+            return super().fit(X, y, sample_weight)
+        X = validate_data(self, X, dtype=np.float64, ensure_all_finite="allow-nan")  # a float array: no copy
+        blocks = [X[:, start : start + self.chunk] for start in range(0, X.shape[1], self.chunk)]
+        parts = [StandardScaler(with_mean=self.with_mean, with_std=self.with_std).fit(b) for b in blocks]
+        for name in ("mean_", "var_", "scale_"):
+            values = [getattr(part, name) for part in parts]
+            setattr(self, name, None if values[0] is None else np.concatenate(values))
+        counts = [part.n_samples_seen_ for part in parts]
+        if all(np.ndim(c) == 0 for c in counts):
+            self.n_samples_seen_ = counts[0]  # no NaN: one count for every column
+        else:  # a NaN somewhere: a count per column, as StandardScaler's
+            self.n_samples_seen_ = np.concatenate([np.broadcast_to(c, b.shape[1]) for c, b in zip(counts, blocks)])
+        return self
+
+
 def cox_score(X, y, chunk=1024):
     """Univariate Cox score-test statistic of each column (Breslow ties): U^2 / I at beta = 0.
     y is a structured array with fields 'event' (bool) and 'time' (float). Columns go `chunk` at a
@@ -371,14 +397,17 @@ def pca_components(value):
 class MedianImputer(SimpleImputer):
     """SimpleImputer(strategy="median") that skips scikit-learn's masked-array median when the
     training fold has no missing value: the same statistics (np.median), about ten times faster
-    on 20,000 genes, where the imputer is fitted once per inner split of every outer fold."""
+    on 20,000 genes, where the imputer is fitted once per inner split of every outer fold. The
+    medians are taken `chunk` columns at a time: np.median partitions a copy of its input."""
+
+    chunk = 1024
 
     def __init__(self, *, missing_values=np.nan, strategy="median", fill_value=None, copy=True):
         super().__init__(missing_values=missing_values, strategy=strategy, fill_value=fill_value, copy=copy)
 
     def _dense_fit(self, X, strategy, missing_values, fill_value):
         if strategy == "median" and not np.isnan(X).any():
-            return np.median(X, axis=0)
+            return np.concatenate([np.median(X[:, s : s + self.chunk], axis=0) for s in range(0, X.shape[1], self.chunk)])
         return super()._dense_fit(X, strategy, missing_values, fill_value)
 
     # SimpleImputer copies its input in fit and in transform even when there is nothing to fill:
@@ -413,7 +442,7 @@ def make_preprocessing(preprocessing: dict, normalization: str, task_kind: str, 
 
     [DESeq2VST or MedianOfRatiosLog2 for normalization "vst" / "deseq2"] + [MinMeanFilter if
     min_mean] + [TopVarianceFilter if top_variance] + MedianImputer + [univariate selection if
-    select_k: f_classif for classification, Cox score for survival] + [StandardScaler if scale]
+    select_k: f_classif for classification, Cox score for survival] + [ChunkedStandardScaler if scale]
     + [InFoldPCA if pca].
 
     PCA comes last, after select_k: select_k keeps its meaning (genes ranked by a univariate
@@ -459,7 +488,7 @@ def make_preprocessing(preprocessing: dict, normalization: str, task_kind: str, 
         else:
             steps.append(("select", SelectKBestCapped(f_classif, k=k)))
     if preprocessing.get("scale", True):
-        steps.append(("scale", StandardScaler()))
+        steps.append(("scale", ChunkedStandardScaler()))
     if preprocessing.get("pca") is not None:
         steps.append(("pca", InFoldPCA(n_components=pca_components(preprocessing["pca"]), random_state=seed)))
     return steps

@@ -151,7 +151,7 @@ class ServedModel:
                 ):
                     return None
                 continue  # inputs are finite: median imputation changes nothing
-            if type(step) is StandardScaler:
+            if isinstance(step, StandardScaler):  # ChunkedStandardScaler too: the same transform
                 if step.n_features_in_ != self.n_features:
                     return None
                 mean = step.mean_ if step.with_mean else None

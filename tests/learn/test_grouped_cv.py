@@ -164,9 +164,9 @@ def test_job_records_grouping_and_keeps_groups_together_in_every_control(duplica
     seen = []
     real_search = ncv.search
 
-    def spy(pipeline, grid, X_train, y_train, kind, inner):
+    def spy(pipeline, grid, X_train, y_train, kind, inner, *rest):
         seen.append((list(X_train.index), inner))
-        return real_search(pipeline, grid, X_train, y_train, kind, inner)
+        return real_search(pipeline, grid, X_train, y_train, kind, inner, *rest)
 
     of = dict(zip(X.index, patient))
     ncv.search = spy

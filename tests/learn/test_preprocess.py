@@ -290,8 +290,10 @@ def test_median_imputer_matches_simple_imputer_with_and_without_missing_values()
     holes = X.copy()
     holes[3, 4] = np.nan
     holes[:, 9] = np.nan  # a column without any value is dropped, as SimpleImputer does
-    for train in (X, X[:40], holes):
-        fast, reference = MedianImputer().fit(train), SimpleImputer(strategy="median").fit(train)
+    for train, chunk in ((X, 1024), (X, 7), (X[:40], 7), (holes, 7)):  # 7: medians of 5 column chunks
+        fast, reference = MedianImputer(), SimpleImputer(strategy="median").fit(train)
+        fast.chunk = chunk
+        fast.fit(train)
         np.testing.assert_array_equal(fast.statistics_, reference.statistics_)
         np.testing.assert_array_equal(fast.transform(holes), reference.transform(holes))
 
@@ -318,3 +320,35 @@ def test_median_imputer_copies_only_when_it_fills():
     out = MedianImputer().fit(X).transform(holes)
     assert np.isnan(holes[1, 2]) and not np.isnan(out).any()
     assert not np.shares_memory(out, holes)
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+@pytest.mark.parametrize("with_nan", [False, True])
+def test_chunked_scaler_fits_standard_scalers_statistics(order, with_nan):
+    from sklearn.preprocessing import StandardScaler
+
+    from metasig.learn.preprocess import ChunkedStandardScaler
+
+    rng = np.random.default_rng(5)
+    X = np.asarray(rng.lognormal(2.0, 1.0, size=(90, 23)) * rng.uniform(0.1, 50, 23), order=order)
+    X[:, 4] = 3.0  # a constant column: scale 1
+    if with_nan:
+        X[[2, 9], 6] = np.nan
+    frame = pd.DataFrame(X, columns=[f"g{i}" for i in range(23)])
+    whole = StandardScaler().fit(frame)
+    chunked = ChunkedStandardScaler()
+    chunked.chunk = 5  # 5 chunks, the last one short
+    chunked.fit(frame)
+    for name in ("mean_", "var_", "scale_", "n_samples_seen_"):
+        assert np.array_equal(getattr(chunked, name), getattr(whole, name), equal_nan=True), name
+    assert type(chunked.n_samples_seen_) is type(whole.n_samples_seen_)
+    assert list(chunked.feature_names_in_) == list(frame.columns) and chunked.n_features_in_ == 23
+    assert np.array_equal(chunked.transform(frame), whole.transform(frame), equal_nan=True)
+    for settings in ({"with_mean": False}, {"with_mean": False, "with_std": False}):
+        wide = ChunkedStandardScaler(**settings)
+        wide.chunk = 5
+        wide.fit(X)
+        reference = StandardScaler(**settings).fit(X)
+        for name in ("mean_", "var_", "scale_"):
+            ours, theirs = getattr(wide, name), getattr(reference, name)
+            assert (ours is None and theirs is None) or np.array_equal(ours, theirs, equal_nan=True), (settings, name)

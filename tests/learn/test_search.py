@@ -11,7 +11,7 @@ from sklearn.preprocessing import StandardScaler
 
 from metasig.learn.models import build
 from metasig.learn.nested_cv import strata
-from metasig.learn.search import search
+from metasig.learn.search import refit, search
 
 SCORING = {"binary": "roc_auc", "multiclass": "roc_auc_ovr", "survival": None}
 GRIDS = {
@@ -145,3 +145,17 @@ def test_grid_predictions_is_asked_once_per_split_for_all_candidates():
     reference = GridSearchCV(Pipeline([("scale", StandardScaler()), ("model", LogisticRegression())]), grid,
                              scoring="roc_auc", cv=folds).fit(X, y)  # fmt: skip
     assert best == reference.best_params_
+
+
+def test_refit_may_overwrite_only_when_told_and_then_copies_again():
+    X, y = data("binary")
+    X = X.copy()  # pandas' own column-major layout, as an outer fold's rows (statistics depend on it)
+    pipeline, _ = build({"kind": "logistic"}, "binary", {}, "none", 0)
+    kept = X.to_numpy(copy=True)
+    safe = refit(pipeline, {"model__C": 1.0}, X, y)
+    assert np.array_equal(X.to_numpy(), kept)
+    owned = X.copy()
+    fast = refit(pipeline, {"model__C": 1.0}, owned, y, overwrite_X=True)
+    assert not np.array_equal(owned.to_numpy(), kept)  # scaled in place: the caller's copy is spent
+    np.testing.assert_array_equal(fast.predict_proba(X), safe.predict_proba(X))
+    assert fast.named_steps["scale"].copy and np.array_equal(X.to_numpy(), kept)
