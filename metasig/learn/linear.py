@@ -27,6 +27,7 @@ from sklearn.utils.validation import check_is_fitted
 
 LBFGS_MAX_ITER = 2000  # L-BFGS iterations per solve (pure L2); 20-40 sufficed at 20,000 genes, warm-started
 
+
 class WeightedLogistic(BaseDatafit):
     """skglm datafit sum_i s_i log(1 + exp(-y_i ((Xw)_i - o_i))) with labels in {-1, 1}, weights s
     summing to 1 and a fixed offset o (skglm's own Logistic has neither). Compiled by numba at

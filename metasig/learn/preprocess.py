@@ -407,7 +407,9 @@ class MedianImputer(SimpleImputer):
 
     def _dense_fit(self, X, strategy, missing_values, fill_value):
         if strategy == "median" and not np.isnan(X).any():
-            return np.concatenate([np.median(X[:, s : s + self.chunk], axis=0) for s in range(0, X.shape[1], self.chunk)])
+            return np.concatenate(
+                [np.median(X[:, s : s + self.chunk], axis=0) for s in range(0, X.shape[1], self.chunk)]
+            )
         return super()._dense_fit(X, strategy, missing_values, fill_value)
 
     # SimpleImputer copies its input in fit and in transform even when there is nothing to fill:
