@@ -25,6 +25,11 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 log = logging.getLogger("metasig.learn.preprocess")
 
+# Columns taken at a time by the steps whose whole-array computation makes temporaries the size of
+# a training fold (160 MB each at 975 x 20,530): the scores of select_k, the scaler's statistics
+# and the imputer's medians. Per column the results are those of the whole-array computation.
+COLUMN_CHUNK = 1024
+
 
 def _allow_nan_tags(tags):
     tags.input_tags.allow_nan = True
@@ -260,7 +265,7 @@ class SelectKBestCapped(SelectKBest):
     groups meet a global select_k), instead of warning on every fold, and scores `chunk` columns
     at a time: f_classif copies its input by class and squares it, twice a fold's size at once."""
 
-    chunk = 1024
+    chunk = COLUMN_CHUNK
 
     def _check_params(self, X, y):
         pass
@@ -280,7 +285,7 @@ class ChunkedStandardScaler(StandardScaler):
     per outer-fold fit at 20,000 genes, in every worker at once. Each column's statistics are
     the same, bit for bit; transform is StandardScaler's."""
 
-    chunk = 1024
+    chunk = COLUMN_CHUNK
 
     def fit(self, X, y=None, sample_weight=None):
         if sample_weight is not None or issparse(X) or np.ndim(X) != 2 or np.shape(X)[1] <= self.chunk:
@@ -299,7 +304,7 @@ class ChunkedStandardScaler(StandardScaler):
         return self
 
 
-def cox_score(X, y, chunk=1024):
+def cox_score(X, y, chunk=COLUMN_CHUNK):
     """Univariate Cox score-test statistic of each column (Breslow ties): U^2 / I at beta = 0.
     y is a structured array with fields 'event' (bool) and 'time' (float). Columns go `chunk` at a
     time: the risk-set sums take several arrays of the input's size, which at 20,000 genes would
@@ -400,7 +405,7 @@ class MedianImputer(SimpleImputer):
     on 20,000 genes, where the imputer is fitted once per inner split of every outer fold. The
     medians are taken `chunk` columns at a time: np.median partitions a copy of its input."""
 
-    chunk = 1024
+    chunk = COLUMN_CHUNK
 
     def __init__(self, *, missing_values=np.nan, strategy="median", fill_value=None, copy=True):
         super().__init__(missing_values=missing_values, strategy=strategy, fill_value=fill_value, copy=copy)
