@@ -17,6 +17,8 @@ Only numpy arrays are kept after fit (coef_, intercept_, classes_), so the fitte
 plain, allowlistable skops object.
 """
 
+import warnings
+
 import numpy as np
 from numba import float64
 from skglm.datafits.base import BaseDatafit
@@ -25,6 +27,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.validation import check_is_fitted
 
+# Genes the solver is given at once: wider inputs start from this many (the current support, else
+# the genes with the largest gradient) and grow by at least as many.
+WORKING_SET = 1000
 LBFGS_MAX_ITER = 2000  # L-BFGS iterations per solve (pure L2); 20-40 sufficed at 20,000 genes, warm-started
 
 
@@ -112,14 +117,16 @@ class ElasticNetClassifier(ClassifierMixin, BaseEstimator):
 
     # ---- fitting ---------------------------------------------------------------------------------
 
-    def _solve(self, X, labels, weights, alpha, coef, intercept, offset):
-        """(coef, intercept) of one weighted logistic problem, warm-started from (coef, intercept)."""
+    def _solve(self, X, labels, weights, alpha, coef, intercept, offset, max_iter=None):
+        """(coef, intercept) of one weighted logistic problem, warm-started from (coef, intercept),
+        after at most max_iter (default self.max_iter) proximal Newton steps."""
         from skglm.penalties import L1_plus_L2
         from skglm.solvers import ProxNewton
 
         w = np.append(coef, intercept)
         Xw = X @ coef + intercept
-        solver = ProxNewton(tol=self.tol, max_iter=self.max_iter, fit_intercept=self.fit_intercept)
+        max_iter = self.max_iter if max_iter is None else max_iter
+        solver = ProxNewton(tol=self.tol, max_iter=max_iter, fit_intercept=self.fit_intercept)
         datafit = WeightedLogistic(weights, offset)
         w = solver.solve(X, labels, datafit, L1_plus_L2(alpha, float(self.l1_ratio)), w_init=w, Xw_init=Xw)[0]
         return w[:-1].copy(), float(w[-1]) if self.fit_intercept else 0.0
@@ -133,26 +140,84 @@ class ElasticNetClassifier(ClassifierMixin, BaseEstimator):
         if float(self.l1_ratio) == 0:
             return self._fit_l2(X, y, raw, n_models, start)
         coef, intercept = (np.zeros((n_models, p)), np.zeros(n_models)) if start is None else (s.copy() for s in start)
-        if K == 2:
-            labels = np.where(y == classes[1], 1.0, -1.0)
-            coef[0], intercept[0] = self._solve(X, labels, weights, alpha, coef[0], intercept[0], np.zeros(len(y)))
-            return coef, intercept
+        return self._fit_working_set(X, y, classes, weights, alpha, coef, intercept)
+
+    def _fit_working_set(self, X, y, classes, weights, alpha, coef, intercept):
+        """The penalised fit on a working set of genes, as glmnet does: the solver sees only the
+        working set's columns; then one gradient over every gene (a matrix product), and genes
+        whose zero coefficients violate the optimality conditions by more than tol join, until
+        none does. Inputs of at most WORKING_SET genes are solved on all of them at once. On
+        426 x 20,531 with 5 classes, a 4-penalty path took 8.4 s with every block solve scanning
+        all genes, 5.0 s so; and the solver needs no column-ordered copy of the whole matrix."""
+        targets = (y[:, None] == (classes[None, 1:] if len(classes) == 2 else classes[None, :])).astype(float)
+        threshold = alpha * float(self.l1_ratio)  # |gradient| a zero coefficient may have
+        work = np.arange(X.shape[1]) if X.shape[1] <= WORKING_SET else np.flatnonzero(np.any(coef != 0, axis=0))
+        if len(work):
+            coef[:, work], intercept = self._descend(X[:, work], y, classes, weights, alpha, coef[:, work], intercept)
+        elif self.fit_intercept:  # no gene yet: the intercepts alone fit the weighted class shares
+            share = np.log(weights @ targets)
+            intercept = share - share.mean() if len(classes) > 2 else share - np.log1p(-np.exp(share))
+        while True:
+            eta = X[:, work] @ coef[:, work].T + intercept
+            residual = weights[:, None] * (_probabilities(eta) - targets)
+            violation = np.abs(X.T @ residual).max(axis=1) - threshold
+            violation[work] = 0.0
+            outside = np.flatnonzero(violation > self.tol)
+            if not len(outside):
+                return coef, intercept
+            grow = max(WORKING_SET, len(work))
+            work = np.union1d(work, outside[np.argsort(-violation[outside], kind="stable")[:grow]])
+            coef[:, work], intercept = self._descend(X[:, work], y, classes, weights, alpha, coef[:, work], intercept)
+
+    def _descend(self, X, y, classes, weights, alpha, coef, intercept):
+        """(coef, intercept) solved on these columns: one weighted logistic problem (binary), block
+        descent (multiclass)."""
+        X = np.asfortranarray(X)  # column access in coordinate descent
+        if len(classes) > 2:
+            return self._block_descent(X, y, classes, weights, alpha, coef, intercept)
+        labels = np.where(y == classes[1], 1.0, -1.0)
+        coef, intercept = coef.copy(), intercept.copy()
+        coef[0], intercept[0] = self._solve(X, labels, weights, alpha, coef[0], intercept[0], np.zeros(len(y)))
+        return coef, intercept
+
+    def _block_descent(self, X, y, classes, weights, alpha, coef, intercept):
+        """Block coordinate descent over classes, each block a weighted logistic problem in that
+        class's coefficients with the other classes' predictors as offset, until the linear
+        predictors move less than tol_multinomial. Each block takes one proximal Newton step per
+        sweep, as glmnet takes one quadratic approximation per class: solving every block to tol
+        in every sweep took 10.2 s for the three 4-penalty paths on 426 x 20,531 (5 classes), one
+        step 6.3 s, with the same validation ROC-AUC (to 2e-4)."""
+        from sklearn.exceptions import ConvergenceWarning
+
+        coef, intercept, K = coef.copy(), intercept.copy(), len(classes)
         eta = X @ coef.T + intercept
-        for _ in range(int(self.max_sweeps)):
-            moved = 0.0
-            for k in range(K):
-                others = np.delete(eta, k, axis=1)
-                top = others.max(axis=1)
-                offset = top + np.log(np.exp(others - top[:, None]).sum(axis=1))
-                labels = np.where(y == classes[k], 1.0, -1.0)
-                coef[k], intercept[k] = self._solve(X, labels, weights, alpha, coef[k], intercept[k], offset)
-                new = X @ coef[k] + intercept[k]
-                moved = max(moved, float(np.abs(new - eta[:, k]).max()))
-                eta[:, k] = new
-            coef = _best_common_shift(coef, float(self.l1_ratio))
-            eta = X @ coef.T + intercept
-            if moved <= self.tol_multinomial:
-                break
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore", "`ProxNewton` did not converge", ConvergenceWarning
+            )  # one step, by design
+            for _ in range(int(self.max_sweeps)):
+                moved = 0.0
+                for k in range(K):
+                    others = np.delete(eta, k, axis=1)
+                    top = others.max(axis=1)
+                    offset = top + np.log(np.exp(others - top[:, None]).sum(axis=1))
+                    labels = np.where(y == classes[k], 1.0, -1.0)
+                    coef[k], intercept[k] = self._solve(
+                        X, labels, weights, alpha, coef[k], intercept[k], offset, max_iter=1
+                    )
+                    new = X @ coef[k] + intercept[k]
+                    moved = max(moved, float(np.abs(new - eta[:, k]).max()))
+                    eta[:, k] = new
+                coef = _best_common_shift(coef, float(self.l1_ratio))
+                eta = X @ coef.T + intercept
+                if moved <= self.tol_multinomial:
+                    return coef, intercept
+        warnings.warn(
+            f"multinomial fit (C={self.C}, l1_ratio={self.l1_ratio}) did not converge in {self.max_sweeps} sweeps "
+            f"(linear predictors still moved by {moved:.2g} > tol_multinomial {self.tol_multinomial:g})",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
         return coef, intercept
 
     def _fit_l2(self, X, y, raw, n_models, start):
@@ -172,7 +237,7 @@ class ElasticNetClassifier(ClassifierMixin, BaseEstimator):
         return model.coef_.copy(), intercept
 
     def _prepare(self, X, y):
-        X = np.asfortranarray(X, dtype=np.float64)  # column access in coordinate descent
+        X = np.asarray(X, dtype=np.float64)
         y = np.asarray(y)
         classes = np.unique(y)
         if len(classes) < 2:
@@ -229,8 +294,7 @@ class ElasticNetClassifier(ClassifierMixin, BaseEstimator):
         if len(self.classes_) == 2:
             p = _sigmoid(scores)
             return np.column_stack([1.0 - p, p])
-        scores = np.exp(scores - scores.max(axis=1, keepdims=True))
-        return scores / scores.sum(axis=1, keepdims=True)
+        return _probabilities(scores)
 
     def predict(self, X):
         return self.classes_[
@@ -256,6 +320,14 @@ def _best_common_shift(coef, l1_ratio):
     cost = (l1_ratio * np.abs(shifted) + (1 - l1_ratio) / 2 * shifted**2).sum(axis=1)
     best = v[np.argmin(cost, axis=0), np.arange(coef.shape[1])]
     return coef + best
+
+
+def _probabilities(scores):
+    """Class probabilities of linear predictors (n, K): softmax, or for one column its sigmoid."""
+    if scores.shape[1] == 1:
+        return _sigmoid(scores)
+    scores = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return scores / scores.sum(axis=1, keepdims=True)
 
 
 def _sigmoid(z):

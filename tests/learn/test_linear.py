@@ -1,9 +1,11 @@
 import numpy as np
 import pytest
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.utils.class_weight import compute_sample_weight
 
+from metasig.learn import linear
 from metasig.learn.linear import ElasticNetClassifier
 
 
@@ -97,3 +99,40 @@ def test_fitted_state_is_plain_arrays():
     fitted = {k: v for k, v in vars(est).items() if k.endswith("_")}
     assert set(fitted) == {"classes_", "coef_", "intercept_", "n_features_in_"}
     assert all(isinstance(v, np.ndarray | int) for v in fitted.values())
+
+
+@pytest.mark.parametrize("n_classes,C,l1_ratio", [(3, 2.0, 0.5), (3, 20.0, 0.8), (2, 20.0, 0.5)])
+def test_working_set_grows_to_the_optimum(n_classes, C, l1_ratio, monkeypatch):
+    """More genes than the working set starts with (and than samples): the genes left out join
+    while their zero coefficients violate the optimality conditions, so the fit reaches the
+    optimum of the solver given every gene at once."""
+    X, y = data(n=150, p=400, n_classes=n_classes, seed=3)
+    monkeypatch.setattr(linear, "WORKING_SET", 40)
+    grown = ElasticNetClassifier(C=C, l1_ratio=l1_ratio, tol=1e-9, tol_multinomial=1e-9).fit(X, y)
+    monkeypatch.setattr(linear, "WORKING_SET", X.shape[1])
+    every_gene = ElasticNetClassifier(C=C, l1_ratio=l1_ratio, tol=1e-9, tol_multinomial=1e-9).fit(X, y)
+    assert np.count_nonzero(np.any(grown.coef_ != 0, axis=0)) > 2 * 40
+    assert np.allclose(grown.predict_proba(X), every_gene.predict_proba(X), atol=1e-6)
+    if n_classes > 2:
+        objective = multinomial_objective
+        assert objective(X, y, grown, C, l1_ratio) <= objective(X, y, every_gene, C, l1_ratio) + 1e-9
+    else:
+        assert np.allclose(grown.coef_, every_gene.coef_, atol=1e-5)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_strong_penalty_leaves_only_the_class_shares(n_classes, monkeypatch):
+    monkeypatch.setattr(linear, "WORKING_SET", 10)  # no gene is ever active: the intercepts' closed form
+    X, y = data(n=120, p=30, n_classes=n_classes, seed=4)
+    y = np.where(np.arange(len(y)) < 60, y[0], y)  # unequal classes
+    shares = np.unique(y, return_counts=True)[1] / len(y)
+    for class_weight, expected in [(None, shares), ("balanced", [1 / n_classes] * n_classes)]:
+        model = ElasticNetClassifier(C=1e-6, l1_ratio=0.5, class_weight=class_weight).fit(X, y)
+        assert not model.coef_.any()
+        assert np.allclose(model.predict_proba(X[:5]), expected)
+
+
+def test_multinomial_says_when_it_runs_out_of_sweeps():
+    X, y = data(n_classes=3)
+    with pytest.warns(ConvergenceWarning, match="did not converge in 2 sweeps"):
+        ElasticNetClassifier(C=5.0, max_sweeps=2).fit(X, y)
