@@ -6,7 +6,7 @@ permuted control, 1,000 bootstrap resamples) of the branch ("metasig") and, on t
 of today's engine (commit eeec69e, "today"); wall time (launch to exit), the fit time the job
 measured (timing.json), peak RSS and PSS of its process tree, the headline metric and its permuted
 control. The plain reference (metasig/bench/reference.py) runs on the first K outer splits only:
-its time per outer fit is compared with metasig's nested-CV time / 15, its per-fold metric with
+its time per outer fit is compared with metasig's (engine_report.per_outer_fit), its per-fold metric with
 metasig's on the same splits (from predictions.tsv). Cases: a (HER2-shaped binary), b (leukemia,
 7 classes), c (pan-cancer, 5 classes), d (survival variant of a); see metasig/bench/synthetic.py.
 `--configs` runs the ready example configs on synthetic tables instead (engine_configs.py).
@@ -259,7 +259,8 @@ def notes(args, today_note):
         f"reference: plain GridSearchCV (metasig/bench/reference.py) on the first {args.reference_folds} outer "
         "split(s) only, same splits and grid; 'reference' is its mean time per outer fit (search + refit), "
         f"capped at {args.reference_timeout:.0f} s per fit. 'speedup vs reference' = that / metasig's time per "
-        "outer fit (its nested-CV seconds / outer fits). Nothing is extrapolated to whole jobs.",
+        "outer fit (its real-label folds' seconds / outer fits / the job's threads, which fit that many folds at "
+        "once). Nothing is extrapolated to whole jobs.",
         "metric: metasig's headline estimate (ROC-AUC, macro one-vs-rest for multiclass, or Harrell's C) and the "
         "permuted control's; 'metric difference' = metasig - reference, mean over the compared splits' "
         "per-fold metric (from predictions.tsv).",

@@ -45,8 +45,17 @@ def job_outputs(outdir, task_kind, outer_fits=15):
         "permuted": doc["permuted"][name]["estimate"],
         "fit_s": timing["fit_seconds"],
         "nested_cv_s": timing.get("nested_cv_seconds"),
-        "per_outer_fit_s": timing["nested_cv_seconds"] / outer_fits if "nested_cv_seconds" in timing else None,
+        "per_outer_fit_s": per_outer_fit(timing, outer_fits),
     }
+
+
+def per_outer_fit(timing, outer_fits):
+    """Seconds per real-label outer fit with the job's threads: its folds' own seconds (summed over
+    the n_jobs that ran at once) / outer fits / n_jobs. Engines before the single pool recorded the
+    nested CV's wall time and no n_jobs."""
+    if "nested_cv_seconds" not in timing:
+        return None
+    return timing["nested_cv_seconds"] / outer_fits / timing.get("n_jobs", 1)
 
 
 def fold_metrics(predictions_tsv, task_kind, splits):

@@ -6,6 +6,7 @@ metrics.json is deterministic (identical bytes for identical inputs): sorted key
 to 6 decimals, NaN written as null, no timings or paths; timings go to timing.json.
 """
 
+import functools
 import logging
 import time as clock
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from metasig import io
 from metasig.config import schema_defaults
 from metasig.learn.metrics import bootstrap_ci, metric_fn_for
 from metasig.learn.metrics_file import write_metrics
-from metasig.learn.nested_cv import final_fit, nested_cv
+from metasig.learn.nested_cv import final_fit, outer_fold_tasks, parallel_backend, run_tasks
 from metasig.learn.splits import KFOLD, constant_within, effective, permute, scheme
 
 log = logging.getLogger("metasig.learn.job")
@@ -68,7 +69,8 @@ def train(
     the group's genes, kept after VST (see metasig.learn.preprocess.make_preprocessing).
     Binary targets are 0/1; their class names are `class_names` if given, else
     ["not <positive>", "<positive>"] from task_cfg["positive"].
-    The permuted-label control is `permuted_control`. `n_jobs`: outer folds fitted at once.
+    The permuted-label control is `permuted_tasks`. `n_jobs`: fits run at once (outer folds of
+    both, and the final fit, in one pool).
     `groups`: the cv["group_by"] value of each sample; no group is split by any fold (outer, inner,
     permuted control), see metasig.learn.splits.
     """
@@ -96,10 +98,6 @@ def train(
         ran["outer_folds"],
         "" if groups is None else f" ({scheme(cv)}, {len(set(groups))} groups of {cv['group_by']})",
     )
-    t0 = clock.perf_counter()
-    real = nested_cv(pipeline, grid, X, y, kind, cv, seed, n_jobs, groups)
-    timing["nested_cv_seconds"] = clock.perf_counter() - t0
-
     log.info("permuted-label control: %s permutation(s) x %s outer folds", cv["permuted_repeats"], ran["outer_folds"])
     if groups is not None:
         log.info(
@@ -109,9 +107,22 @@ def train(
             if constant_within(y, groups)
             else "labels permuted freely across samples (they vary within groups), folds still grouped",
         )
-    t0 = clock.perf_counter()
-    permuted = permuted_control(pipeline, grid, X, y, kind, cv, seed, n_jobs, groups)
-    timing["permuted_seconds"] = clock.perf_counter() - t0
+    log.info("final fit on all %d samples, beside the folds", len(y))
+    # One pool for the three parts, so no core idles while a part waits for its slowest fold; the
+    # final fit, the longest task, first.
+    real_tasks = outer_fold_tasks(pipeline, grid, X, y, kind, cv, seed, groups)
+    permuted_runs = permuted_tasks(pipeline, grid, X, y, kind, cv, seed, groups)
+    final_task = functools.partial(final_fit, pipeline, grid, X, y, kind, cv, seed, groups)
+    parts = {"final_fit": [final_task], "nested_cv": real_tasks, "permuted": [t for run in permuted_runs for t in run]}
+    runs, seconds = _run_parts(parts, parallel_backend(pipeline, grid, X.shape, n_jobs), n_jobs)
+    timing.update({f"{name}_seconds": s for name, s in seconds.items()}, n_jobs=n_jobs)
+    final, best_params = runs["final_fit"][0]
+    real = pd.concat(runs["nested_cv"], ignore_index=True)
+    folds = iter(runs["permuted"])
+    permuted = pd.concat(
+        [pd.concat([next(folds) for _ in run]).assign(repeat=r) for r, run in enumerate(permuted_runs)],
+        ignore_index=True,
+    )
 
     t0 = clock.perf_counter()
     # metric columns use the label strings of the fitted classes (0/1 for binary)
@@ -123,10 +134,6 @@ def train(
 
     headline = "c_index" if kind == "survival" else "roc_auc"
     log.info("%s real %s, permuted %s", headline, _ci_text(real_metrics[headline]), _ci_text(perm_metrics[headline]))
-    log.info("final fit on all %d samples", len(y))
-    t0 = clock.perf_counter()
-    final, best_params = final_fit(pipeline, grid, X, y, kind, cv, seed, groups)
-    timing["final_fit_seconds"] = clock.perf_counter() - t0
     importance = _importance(models.feature_importance(final, list(map(str, X.columns))))
 
     predictions = pd.concat([real.assign(control="real"), permuted.assign(control="permuted")], ignore_index=True)
@@ -178,18 +185,34 @@ def model_width(X, covariates=(), subset=None):
     return X.shape[1] if subset is None else len(subset) + len(set(covariates) & set(X.columns))
 
 
-def permuted_control(pipeline, grid, X, y, kind, cv, seed, n_jobs=1, groups=None):
-    """The same nested CV on shuffled labels, once per permutation (cv["permuted_repeats"]), each
-    with its own shuffle and outer split; averaging over permutations steadies the chance level.
-    Survival targets are structured rows, so (time, event) pairs move together. With `groups`,
-    labels move by group (metasig.learn.splits.permute) and the splits are grouped as for the
-    real labels."""
-    runs = []
-    for r in range(int(cv["permuted_repeats"])):
-        y_perm = permute(y, seed + r, groups)
-        run = nested_cv(pipeline, grid, X, y_perm, kind, {**cv, "outer_repeats": 1}, seed + r, n_jobs, groups)
-        runs.append(run.assign(repeat=r))
-    return pd.concat(runs, ignore_index=True)
+def permuted_tasks(pipeline, grid, X, y, kind, cv, seed, groups=None):
+    """The permuted-label control: the same nested CV on shuffled labels, once per permutation
+    (cv["permuted_repeats"]), each with its own shuffle and outer split; averaging over
+    permutations steadies the chance level. One list of outer-fold tasks per permutation
+    (metasig.learn.nested_cv.outer_fold_tasks). Survival targets are structured rows, so
+    (time, event) pairs move together. With `groups`, labels move by group
+    (metasig.learn.splits.permute) and the splits are grouped as for the real labels."""
+    return [
+        outer_fold_tasks(
+            pipeline, grid, X, permute(y, seed + r, groups), kind, {**cv, "outer_repeats": 1}, seed + r, groups
+        )
+        for r in range(int(cv["permuted_repeats"]))
+    ]
+
+
+def _run_parts(parts, backend, n_jobs):
+    """({part: its tasks' results}, {part: its tasks' own seconds, summed}) of {part: [tasks]},
+    all run by one run_tasks call, in order (the first part's tasks start first)."""
+    results = iter(
+        run_tasks([functools.partial(_timed, t) for tasks in parts.values() for t in tasks], backend, n_jobs)
+    )
+    done = {name: [next(results) for _ in tasks] for name, tasks in parts.items()}
+    return {n: [r for r, _ in d] for n, d in done.items()}, {n: sum(s for _, s in d) for n, d in done.items()}
+
+
+def _timed(task):
+    started = clock.perf_counter()
+    return task(), clock.perf_counter() - started
 
 
 def write_outputs(result: TrainResult, outdir, identity: dict, features, left_out=None):

@@ -100,7 +100,7 @@ class ElasticNetClassifier(ClassifierMixin, BaseEstimator):
         tol=1e-6,
         max_iter=100,
         tol_multinomial=1e-6,
-        max_sweeps=500,
+        max_sweeps=1000,
         n_jobs=1,
         random_state=None,
     ):

@@ -7,6 +7,7 @@ stratified (survival: on the event indicator) and seeded, so results are reprodu
 `groups` (cv.group_by) no group is ever split, outer or inner (metasig.learn.splits).
 """
 
+import functools
 import logging
 import math
 import time as clock
@@ -32,13 +33,21 @@ def nested_cv(pipeline, param_grid, X, y, task_kind, cv: dict, seed, n_jobs=1, g
     """Out-of-fold predictions of RepeatedStratifiedKFold(outer_folds, outer_repeats, seed), each
     fold tuned on StratifiedKFold(inner_folds, shuffle, seed) of its training part (metasig.learn.search,
     which picks what GridSearchCV would). `groups` (one value per sample): grouped splits instead,
-    by cv["scheme"] (metasig.learn.splits). `n_jobs` outer folds run at once, in threads: each fit
+    by cv["scheme"] (metasig.learn.splits). `n_jobs` outer folds run at once (run_tasks): each fit
     is single-threaded and seeded, so the result does not depend on n_jobs.
 
     Returns one row per (repeat, sample): `repeat`, `fold`, `sample`, then binary `y_true`, `score`
     (P(positive)); multiclass `y_true`, `proba_<class>`; survival `time`, `event`, `risk`,
     `surv_<t>` (when the estimator gives survival functions).
     """
+    tasks = outer_fold_tasks(pipeline, param_grid, X, y, task_kind, cv, seed, groups)
+    backend = parallel_backend(pipeline, param_grid, np.shape(X), n_jobs)
+    return pd.concat(run_tasks(tasks, backend, n_jobs), ignore_index=True)
+
+
+def outer_fold_tasks(pipeline, param_grid, X, y, task_kind, cv: dict, seed, groups=None):
+    """nested_cv's outer folds as tasks (callables without arguments, in order), each returning
+    its fold's rows of the predictions, for run_tasks, which may run them beside other tasks."""
     X = _frame(X)
     y = np.asarray(y)
     groups = None if groups is None else np.asarray(groups)
@@ -72,14 +81,19 @@ def nested_cv(pipeline, param_grid, X, y, task_kind, cv: dict, seed, n_jobs=1, g
         )
         return part
 
-    backend = parallel_backend(pipeline, param_grid, X.shape, n_jobs)
+    return [functools.partial(outer_fold, *split) for split in outer]
+
+
+def run_tasks(tasks, backend, n_jobs=1):
+    """The results of `tasks` (callables without arguments), in order, n_jobs at a time in threads
+    or worker processes (parallel_backend), each with one BLAS/OpenMP thread. One call for all of a
+    job's fits keeps every worker busy to the end, where a call per part (real labels, permuted
+    control, final fit) waits for its slowest task before the next part starts."""
     with threadpool_limits(limits=1):  # n_jobs single-threaded fits use n_jobs cores
         if backend == "threading":
-            parts = Parallel(n_jobs=n_jobs, backend=backend)(delayed(outer_fold)(*split) for split in outer)
-        else:
-            runs = Parallel(n_jobs=n_jobs, backend=backend)(delayed(_logged)(outer_fold, *split) for split in outer)
-            parts = [_replay(part, records) for part, records in runs]
-    return pd.concat(parts, ignore_index=True)
+            return Parallel(n_jobs=n_jobs, backend=backend)(delayed(task)() for task in tasks)
+        runs = Parallel(n_jobs=n_jobs, backend=backend)(delayed(_logged)(task) for task in tasks)
+        return [_replay(result, records) for result, records in runs]
 
 
 # Estimators known to release the GIL while they fit, so outer folds in threads use several cores:

@@ -171,3 +171,11 @@ def test_reference_sweep_members_are_metasigs():
     assert [r.l1_ratio for r in refs[:3]] == [m.l1_ratio for m in ours[:3]]
     keys = ("loss", "max_iter", "tol", "class_weight")
     assert {k: refs[3].get_params()[k] for k in keys} == {k: ours[3].get_params()[k] for k in keys}
+
+
+def test_per_outer_fit_divides_the_folds_own_seconds_by_the_threads_that_ran_them():
+    from metasig.bench.engine_report import per_outer_fit
+
+    assert per_outer_fit({"nested_cv_seconds": 60.0, "n_jobs": 2}, 15) == 2.0  # one pool: folds' own seconds
+    assert per_outer_fit({"nested_cv_seconds": 30.0}, 15) == 2.0  # older engines: the wall time, no n_jobs
+    assert per_outer_fit({"fit_seconds": 30.0}, 15) is None

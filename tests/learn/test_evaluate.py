@@ -222,3 +222,37 @@ def test_train_survival_permutes_time_and_event_together(tmp_path):
     assert set(zip(perm["time"], perm["event"])) == pairs  # (time, event) pairs kept intact
     assert result.metrics["c_index"]["estimate"] > 0.6
     assert any(c.startswith("surv_") for c in result.predictions.columns)
+
+
+@pytest.mark.parametrize("permuted_repeats", [1, 2])
+def test_train_runs_its_parts_in_one_pool_with_the_results_of_each_run_alone(monkeypatch, permuted_repeats):
+    """The real folds, the permuted control's folds and the final fit run in one pool of worker
+    processes; each part's result is what nested_cv / final_fit give run alone, in this process."""
+    from metasig.learn import nested_cv as ncv
+    from metasig.learn.job import job_pipeline, train
+    from metasig.learn.splits import permute
+
+    X, y = _data(n=72, classes=3, seed=5)
+    X = pd.DataFrame(X, columns=[f"g{i}" for i in range(X.shape[1])])
+    task, model = {"type": "multiclass"}, {"kind": "elasticnet", "search": {"C": [0.1, 1.0], "l1_ratio": [0.5]}}
+    cv = {**CV, "permuted_repeats": permuted_repeats}
+    monkeypatch.setattr(ncv, "PROCESS_MIN_VALUES", 0)  # elasticnet's folds go to worker processes
+    pipeline, grid = job_pipeline(X, "multiclass", model, {"scale": True}, "none", 3)
+    assert ncv.parallel_backend(pipeline, grid, X.shape, 2) == "loky"
+    pooled = train(X, y, task, model, cv, {"scale": True}, "none", seed=3, n_jobs=2)
+
+    predictions = pooled.predictions.drop(columns="control")
+    real = predictions[pooled.predictions["control"] == "real"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(real, nested_cv(pipeline, grid, X, y, "multiclass", cv, seed=3))
+    permuted = predictions[pooled.predictions["control"] == "permuted"].reset_index(drop=True)
+    alone = [
+        nested_cv(pipeline, grid, X, permute(y, 3 + r), "multiclass", {**cv, "outer_repeats": 1}, 3 + r).assign(
+            repeat=r
+        )
+        for r in range(permuted_repeats)
+    ]
+    pd.testing.assert_frame_equal(permuted, pd.concat(alone, ignore_index=True))
+    final, best = final_fit(pipeline, grid, X, y, "multiclass", cv, seed=3)
+    assert pooled.best_params == best and np.array_equal(pooled.final[-1].coef_, final[-1].coef_)
+    assert all(pooled.timing[f"{part}_seconds"] > 0 for part in ("nested_cv", "permuted", "final_fit"))
+    assert pooled.timing["n_jobs"] == 2
