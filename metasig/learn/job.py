@@ -109,11 +109,11 @@ def train(
         )
     log.info("final fit on all %d samples, beside the folds", len(y))
     # One pool for the three parts, so no core idles while a part waits for its slowest fold; the
-    # final fit, the longest task, first.
+    # longest tasks first (the final fit, then the permuted folds, which fit noise more slowly).
     real_tasks = outer_fold_tasks(pipeline, grid, X, y, kind, cv, seed, groups)
     permuted_runs = permuted_tasks(pipeline, grid, X, y, kind, cv, seed, groups)
     final_task = functools.partial(final_fit, pipeline, grid, X, y, kind, cv, seed, groups)
-    parts = {"final_fit": [final_task], "nested_cv": real_tasks, "permuted": [t for run in permuted_runs for t in run]}
+    parts = {"final_fit": [final_task], "permuted": [t for run in permuted_runs for t in run], "nested_cv": real_tasks}
     runs, seconds = _run_parts(parts, parallel_backend(pipeline, grid, X.shape, n_jobs), n_jobs)
     timing.update({f"{name}_seconds": s for name, s in seconds.items()}, n_jobs=n_jobs)
     final, best_params = runs["final_fit"][0]
