@@ -87,7 +87,7 @@ class CoxPH(_SurvivalMixin, BaseEstimator):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "all coefficients are zero" at strong penalties is expected
             try:
-                model.fit(np.array(Z, copy=True), y_arr)
+                model.fit(np.array(Z, order="C"), y_arr)  # a copy, in the order Coxnet was always given
             except ArithmeticError:  # Coxnet overflows on weak penalties
                 if len(penalizers) > 1:  # fit them one by one, so only those that overflow go to skglm
                     for j in order:
