@@ -17,6 +17,7 @@ Only numpy arrays are kept after fit (coef_, intercept_, classes_), so the fitte
 plain, allowlistable skops object.
 """
 
+import functools
 import warnings
 
 import numpy as np
@@ -131,14 +132,15 @@ class ElasticNetClassifier(ClassifierMixin, BaseEstimator):
         w = solver.solve(X, labels, datafit, L1_plus_L2(alpha, float(self.l1_ratio)), w_init=w, Xw_init=Xw)[0]
         return w[:-1].copy(), float(w[-1]) if self.fit_intercept else 0.0
 
-    def _fit_arrays(self, X, y, classes, start=None):
-        """(coef (n_models, p), intercept (n_models,)) for self's parameters, from `start`."""
+    def _fit_arrays(self, X, y, classes, start=None, row_space=None):
+        """(coef (n_models, p), intercept (n_models,)) for self's parameters, from `start`;
+        row_space: a function giving _row_space(X), so that a path computes it once."""
         K, p = len(classes), X.shape[1]
         raw = np.ones(len(y)) if self.class_weight is None else compute_sample_weight(self.class_weight, y)
         weights, alpha = raw / raw.sum(), 1.0 / (float(self.C) * raw.sum())
         n_models = 1 if K == 2 else K
         if float(self.l1_ratio) == 0:
-            return self._fit_l2(X, y, raw, n_models, start)
+            return self._fit_l2(X, y, raw, n_models, start, row_space)
         coef, intercept = (np.zeros((n_models, p)), np.zeros(n_models)) if start is None else (s.copy() for s in start)
         return self._fit_working_set(X, y, classes, weights, alpha, coef, intercept)
 
@@ -220,9 +222,13 @@ class ElasticNetClassifier(ClassifierMixin, BaseEstimator):
         )
         return coef, intercept
 
-    def _fit_l2(self, X, y, raw, n_models, start):
+    def _fit_l2(self, X, y, raw, n_models, start, row_space=None):
         """The l1_ratio = 0 problem by L-BFGS: LogisticRegression's objective C * sum_i s_i loss_i
-        + |w|^2 / 2 is this one, and its tol is on the same normalised gradient."""
+        + |w|^2 / 2 is this one, and its tol is on the same normalised gradient. With more genes
+        than samples it is solved in the samples' span (row_space: see _row_space), exactly the
+        same objective on n features instead of p: on 149 x 22,283 with 7 classes an 8-penalty
+        path took 0.3 s there, 16.1 s on the genes."""
+        basis = row_space() if row_space is not None else _row_space(X)
         model = LogisticRegression(
             C=float(self.C),
             tol=self.tol,
@@ -231,10 +237,13 @@ class ElasticNetClassifier(ClassifierMixin, BaseEstimator):
             warm_start=start is not None,
         )
         if start is not None:
-            model.coef_, model.intercept_ = (s.copy() for s in start)
-        model.fit(X, y, sample_weight=raw)
+            coef, intercept = start
+            model.coef_ = coef.copy() if basis is None else (coef @ X.T) @ basis[1]
+            model.intercept_ = intercept.copy()
+        model.fit(X if basis is None else basis[0], y, sample_weight=raw)
+        coef = model.coef_.copy() if basis is None else (model.coef_ @ basis[1].T) @ X
         intercept = np.broadcast_to(np.asarray(model.intercept_, dtype=float), (n_models,)).copy()
-        return model.coef_.copy(), intercept
+        return coef, intercept
 
     def _prepare(self, X, y):
         X = np.asarray(X, dtype=np.float64)
@@ -273,12 +282,13 @@ class ElasticNetClassifier(ClassifierMixin, BaseEstimator):
         X, y, classes = self._prepare(X, y)
         X_valid = np.asarray(X_valid, dtype=np.float64)
         out = [None] * len(candidates)
+        row_space = functools.cache(lambda: _row_space(X))  # shared by every L2 path of the grid
         with threadpool_limits(limits=int(self.n_jobs or 1), user_api="blas"):
             for members in groups.values():
                 start = None
                 for i in sorted(members, key=lambda i: float(settings[i]["C"])):
                     model = clone(self).set_params(**settings[i])
-                    start = model._fit_arrays(X, y, classes, start)
+                    start = model._fit_arrays(X, y, classes, start, row_space)
                     out[i] = model._set_fitted(classes, *start).predict_proba(X_valid)
         return out
 
@@ -300,6 +310,24 @@ class ElasticNetClassifier(ClassifierMixin, BaseEstimator):
         return self.classes_[
             np.argmax(self.decision_function(X) if len(self.classes_) > 2 else self.predict_proba(X), axis=1)
         ]
+
+
+def _row_space(X):
+    """(Z, M) with X = Z V^T, V = X^T M having orthonormal columns spanning X's rows, or None when
+    X has no more columns than rows. An L2-penalised linear model's loss sees only X w = Z (V^T w),
+    and its optimal w lies in that span (any part outside adds to the penalty only), so it is the
+    fit on the n columns of Z, w = V beta; V is never formed (w = (beta M^T) X). From the
+    eigendecomposition X X^T = U diag(s^2) U^T: Z = U s, M = U / s, directions with s^2 below
+    1e-12 of the largest dropped (they hold X's rounding errors, not its rows)."""
+    n, p = X.shape
+    if p <= n:
+        return None
+    values, vectors = np.linalg.eigh(X @ X.T)
+    keep = values > values.max() * 1e-12
+    if not keep.any():
+        return None
+    s = np.sqrt(values[keep])
+    return vectors[:, keep] * s, vectors[:, keep] / s
 
 
 def _best_common_shift(coef, l1_ratio):

@@ -136,3 +136,18 @@ def test_multinomial_says_when_it_runs_out_of_sweeps():
     X, y = data(n_classes=3)
     with pytest.warns(ConvergenceWarning, match="did not converge in 2 sweeps"):
         ElasticNetClassifier(C=5.0, max_sweeps=2).fit(X, y)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+@pytest.mark.parametrize("C", [0.05, 2.0])
+def test_l2_with_more_genes_than_samples_solved_in_the_samples_span(n_classes, C, monkeypatch):
+    """Same optimum as scikit-learn's lbfgs on the genes themselves; a path finds the span once."""
+    X, y = data(n=40, p=150, n_classes=n_classes, seed=6)
+    calls = []
+    monkeypatch.setattr(linear, "_row_space", lambda X, f=linear._row_space: calls.append(1) or f(X))
+    ours = ElasticNetClassifier(C=C, l1_ratio=0.0, tol=1e-10).fit(X, y)
+    ref = LogisticRegression(C=C, class_weight="balanced", tol=1e-10, max_iter=100000).fit(X, y)
+    assert np.allclose(ours.coef_, ref.coef_, atol=1e-6) and np.allclose(ours.intercept_, ref.intercept_, atol=1e-6)
+    path = ElasticNetClassifier(l1_ratio=0.0, tol=1e-10).grid_predictions(X, y, X[:7], [{"C": 0.01}, {"C": C}])[1]
+    assert np.allclose(path, ours.predict_proba(X[:7]), atol=1e-7)
+    assert len(calls) == 2  # one for the fit, one for the whole path
