@@ -61,9 +61,7 @@ def outer_fold_tasks(pipeline, param_grid, X, y, task_kind, cv: dict, seed, grou
         started = clock.perf_counter()
         threadpool_limits(limits=1)  # one BLAS/OpenMP thread per fit (also in a worker process)
         inner_groups = None if groups is None else groups[train]
-        rows = X.iloc[train]  # this fold's own copy: the refit may scale it in place
-        model, best = _fit(pipeline, param_grid, rows, y[train], task_kind, cv, seed, inner_groups, overwrite_X=True)
-        del rows  # scaled in place when the refit could: not the fold's data any more
+        model, best = _fit(pipeline, param_grid, X, y[train], task_kind, cv, seed, inner_groups, rows=train)
         part = _predict(model, X.iloc[test], y[test], task_kind, classes, grid)
         part.insert(0, "sample", X.index[test].astype(str).to_numpy())
         part.insert(0, "fold", fold)
@@ -201,13 +199,14 @@ def _frame(X):
     return X if isinstance(X, pd.DataFrame) else pd.DataFrame(np.asarray(X))
 
 
-def _fit(pipeline, param_grid, X, y, task_kind, cv, seed, groups=None, overwrite_X=False):
+def _fit(pipeline, param_grid, X, y, task_kind, cv, seed, groups=None, rows=None):
+    """(fitted pipeline, best parameters) on X's rows `rows` (default all), whose labels are y."""
     candidates = ParameterGrid(param_grid or {})
     if len(candidates) <= 1:  # nothing to tune: skip the inner CV
         best = dict(candidates[0]) if len(candidates) else {}
-        return refit(pipeline, best, X, y, overwrite_X), best
+        return refit(pipeline, best, X, y) if rows is None else refit(pipeline, best, X.iloc[rows], y, True), best
     splits = inner_splits(y, task_kind, cv, seed, groups)
-    return search(pipeline, param_grid, X, y, task_kind, splits, overwrite_X)
+    return search(pipeline, param_grid, X, y, task_kind, splits, rows=rows)
 
 
 def _predict(model, X, y, task_kind, classes, grid):

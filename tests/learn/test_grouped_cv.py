@@ -164,9 +164,9 @@ def test_job_records_grouping_and_keeps_groups_together_in_every_control(duplica
     seen = []
     real_search = ncv.search
 
-    def spy(pipeline, grid, X_train, y_train, kind, inner, *rest):
-        seen.append((list(X_train.index), inner))
-        return real_search(pipeline, grid, X_train, y_train, kind, inner, *rest)
+    def spy(pipeline, grid, X, y_train, kind, inner, *rest, rows=None):
+        seen.append((list(X.index if rows is None else X.index[rows]), inner))  # the training part's samples
+        return real_search(pipeline, grid, X, y_train, kind, inner, *rest, rows=rows)
 
     of = dict(zip(X.index, patient))
     ncv.search = spy

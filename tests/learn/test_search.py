@@ -159,3 +159,21 @@ def test_refit_may_overwrite_only_when_told_and_then_copies_again():
     assert not np.array_equal(owned.to_numpy(), kept)  # scaled in place: the caller's copy is spent
     np.testing.assert_array_equal(fast.predict_proba(X), safe.predict_proba(X))
     assert fast.named_steps["scale"].copy and np.array_equal(X.to_numpy(), kept)
+
+
+@pytest.mark.parametrize("kind,task", [("elasticnet", "multiclass"), ("xgboost", "binary"), ("coxph", "survival")])
+def test_search_on_rows_of_a_larger_table_equals_search_on_their_copy(kind, task):
+    """`rows`: the training part is given as positions of the whole table (an outer fold's), its
+    inner splits copied from the table directly; the model and choice are those of a search on a
+    copy of the part, bit for bit, and the table is left untouched."""
+    X, y = data(task, n=150)
+    rows = np.sort(np.random.default_rng(3).choice(len(X), 100, replace=False))
+    before = X.copy()
+    pipeline, grid = build({"kind": kind, "search": GRIDS[kind]}, task, {"select_k": 6}, "none", 0)
+    part = X.iloc[rows]
+    folds = splits(part, y[rows], task)
+    on_copy, best_copy = search(pipeline, grid, part, y[rows], task, folds)
+    on_rows, best_rows = search(pipeline, grid, X, y[rows], task, folds, rows=rows)
+    assert best_rows == best_copy
+    assert np.array_equal(output(on_rows, X, task), output(on_copy, X, task))
+    pd.testing.assert_frame_equal(X, before)
