@@ -149,8 +149,9 @@ class ElasticNetClassifier(ClassifierMixin, BaseEstimator):
         working set's columns; then one gradient over every gene (a matrix product), and genes
         whose zero coefficients violate the optimality conditions by more than tol join, until
         none does. Inputs of at most WORKING_SET genes are solved on all of them at once. On
-        426 x 20,531 with 5 classes, a 4-penalty path took 8.4 s with every block solve scanning
-        all genes, 5.0 s so; and the solver needs no column-ordered copy of the whole matrix."""
+        426 x 20,531 with 5 classes, the 4-penalty path at l1_ratio 0.2 took 10.7 s with every
+        block solve scanning all genes, 5.0 s so; and the solver needs no column-ordered copy of
+        the whole matrix."""
         targets = (y[:, None] == (classes[None, 1:] if len(classes) == 2 else classes[None, :])).astype(float)
         threshold = alpha * float(self.l1_ratio)  # |gradient| a zero coefficient may have
         work = np.arange(X.shape[1]) if X.shape[1] <= WORKING_SET else np.flatnonzero(np.any(coef != 0, axis=0))
