@@ -27,12 +27,11 @@ log = logging.getLogger("metasig.learn.search")
 MODEL = "model"  # name of the pipeline's final step (metasig.learn.models.build)
 
 
-def search(pipeline, param_grid, X, y, task_kind, splits, overwrite_X=False, rows=None):
+def search(pipeline, param_grid, X, y, task_kind, splits, rows=None):
     """Best candidate of `param_grid` (GridSearchCV's format: "model__" keys, "model" may swap
     the estimator) by the mean validation score over `splits` [(train, valid) positions].
-    Returns (pipeline refitted on all of X, or its rows `rows`, with y; its parameters);
-    overwrite_X: see refit. rows: the positions of X's rows that are the training data (y and
-    the splits are theirs):
+    Returns (pipeline refitted on all of X, or its rows `rows`, with y; its parameters).
+    rows: the positions of X's rows that are the training data (y and the splits are theirs):
     the inner splits are then copied from X directly and the training rows only for the refit,
     after them, so a fold's copy and its inner split's are never held at once (at 20,000 genes,
     160 MB less per worker)."""
@@ -57,7 +56,7 @@ def search(pipeline, param_grid, X, y, task_kind, splits, overwrite_X=False, row
     params = dict(candidates[best])
     if rows is not None:
         return refit(pipeline, params, _rows(X, rows), y, overwrite_X=True), params  # a copy of its own
-    return refit(pipeline, params, X, y, overwrite_X), params
+    return refit(pipeline, params, X, y), params
 
 
 def refit(pipeline, params, X, y, overwrite_X=False):
