@@ -154,23 +154,26 @@ class ElasticNetClassifier(ClassifierMixin, BaseEstimator):
         the whole matrix."""
         targets = (y[:, None] == (classes[None, 1:] if len(classes) == 2 else classes[None, :])).astype(float)
         threshold = alpha * float(self.l1_ratio)  # |gradient| a zero coefficient may have
-        work = np.arange(X.shape[1]) if X.shape[1] <= WORKING_SET else np.flatnonzero(np.any(coef != 0, axis=0))
-        if len(work):
-            coef[:, work], intercept = self._descend(X[:, work], y, classes, weights, alpha, coef[:, work], intercept)
-        elif self.fit_intercept:  # no gene yet: the intercepts alone fit the weighted class shares
+        if X.shape[1] <= WORKING_SET:
+            return self._descend(X, y, classes, weights, alpha, coef, intercept)
+        work, solved = np.flatnonzero(np.any(coef != 0, axis=0)), False
+        if not len(work) and self.fit_intercept:  # no gene yet: the intercepts fit the weighted class shares
             share = np.log(weights @ targets)
             intercept = share - share.mean() if len(classes) > 2 else share - np.log1p(-np.exp(share))
         while True:
             eta = X[:, work] @ coef[:, work].T + intercept
             residual = weights[:, None] * (_probabilities(eta) - targets)
             violation = np.abs(X.T @ residual).max(axis=1) - threshold
-            violation[work] = 0.0
-            outside = np.flatnonzero(violation > self.tol)
-            if not len(outside):
+            violation[work] = -np.inf
+            outside = np.count_nonzero(violation > self.tol)
+            if not outside and (solved or not len(work)):  # no gene yet: the intercepts are the optimum
                 return coef, intercept
-            grow = max(WORKING_SET, len(work))
-            work = np.union1d(work, outside[np.argsort(-violation[outside], kind="stable")[:grow]])
+            # The support and the worst violators, never one column alone: numba types an (n, 1)
+            # array as C-ordered and compiles skglm's solver a second time for it (8 s).
+            take = max(min(outside, max(WORKING_SET, len(work))), 2 - len(work))
+            work = np.union1d(work, np.argsort(-violation, kind="stable")[:take])
             coef[:, work], intercept = self._descend(X[:, work], y, classes, weights, alpha, coef[:, work], intercept)
+            solved = True
 
     def _descend(self, X, y, classes, weights, alpha, coef, intercept):
         """(coef, intercept) solved on these columns: one weighted logistic problem (binary), block

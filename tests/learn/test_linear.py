@@ -121,6 +121,29 @@ def test_working_set_grows_to_the_optimum(n_classes, C, l1_ratio, monkeypatch):
 
 
 @pytest.mark.parametrize("n_classes", [2, 3])
+def test_solver_never_sees_one_column(n_classes, monkeypatch):
+    """An (n, 1) column is C- and F-ordered at once; numba types it as C and compiles skglm's
+    solver a second time (8 s per worker). A path whose first active penalty admits one gene
+    still hands the solver column-ordered blocks of two genes or more."""
+    monkeypatch.setattr(linear, "WORKING_SET", 10)
+    X, y = data(n=150, p=40, n_classes=n_classes, seed=5)
+    seen = []
+    descend = ElasticNetClassifier._descend
+
+    def spy(self, X, *args):
+        seen.append(X.shape[1])
+        return descend(self, X, *args)
+
+    monkeypatch.setattr(ElasticNetClassifier, "_descend", spy)
+    model = ElasticNetClassifier(l1_ratio=1.0)
+    supports = []
+    for C in np.geomspace(1e-3, 1, 12):
+        supports.append(np.count_nonzero(np.any(model.set_params(C=C).fit(X, y).coef_ != 0, axis=0)))
+    assert 1 in supports  # the path passes a one-gene support
+    assert seen and min(seen) >= 2
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
 def test_strong_penalty_leaves_only_the_class_shares(n_classes, monkeypatch):
     monkeypatch.setattr(linear, "WORKING_SET", 10)  # no gene is ever active: the intercepts' closed form
     X, y = data(n=120, p=30, n_classes=n_classes, seed=4)
