@@ -113,11 +113,14 @@ def write_matrix(matrix: pd.DataFrame, path, unit: str, namespace: str, extra: d
 READ_CHUNK = 2000
 
 
-def read_matrix(path, columns=None):
+def read_matrix(path, columns=None, spill_dir=None):
     """Return (matrix, meta) where meta holds at least 'unit' and 'namespace'.
 
     `columns`: read only these gene columns, in this order (the sample index always comes along);
-    a training job on a 15-gene group then reads 15 columns of a 20,000-gene file, not all of them."""
+    a training job on a 15-gene group then reads 15 columns of a 20,000-gene file, not all of them.
+    `spill_dir`: build the values in a memory-mapped file there (it must outlive the matrix). Worker
+    processes given the matrix then map the same pages, where joblib would write the values to a
+    file of its own and the job would hold them twice (0.2 GB at 1,218 x 20,530)."""
     parquet = pq.ParquetFile(path)  # its footer is parsed once (20,000 columns take a while)
     schema = parquet.schema_arrow
     meta = json.loads((schema.metadata or {}).get(_META_KEY, b"{}"))
@@ -128,13 +131,29 @@ def read_matrix(path, columns=None):
     frame = parquet.read(columns=index).to_pandas()  # the sample index, rebuilt from the pandas metadata
     # column-major, the layout pandas keeps a float frame in: fold copies keep it, and results stay
     # bit for bit what they were when the matrix came from Arrow's to_pandas
-    values = np.empty((len(frame), len(genes)), order="F")
+    shape = (len(frame), len(genes))
+    values = np.empty(shape, order="F") if spill_dir is None or not all(shape) else _mapped(spill_dir, shape)
     for start in range(0, len(genes), READ_CHUNK):
         part = parquet.read(columns=genes[start : start + READ_CHUNK])
         for j, column in enumerate(part.columns):
             values[:, start + j] = column.to_numpy()  # nulls (NaN written by pandas) come back as NaN
     pa.default_memory_pool().release_unused()
+    if isinstance(values.base, np.memmap):  # read-only from here: no process may change what all share
+        values.base.flush()
+        values = _mapped(spill_dir, shape, values.base.filename)
     return pd.DataFrame(values, index=frame.index, columns=pd.Index(genes, name=frame.columns.name), copy=False), meta
+
+
+def _mapped(folder, shape, name=None):
+    """An (n, p) column-major view of a (p, n) row-major memory-mapped file in `folder` (new and
+    writable), or of the existing file `name` (read-only). The file is row-major because joblib
+    rebuilds a mapped array in worker processes in the file's order, and pandas hands it the
+    (p, n) transpose it keeps: a column-major file came back scrambled there."""
+    mode = "w+" if name is None else "r"
+    if name is None:
+        with tempfile.NamedTemporaryFile(dir=folder, suffix=".matrix", delete=False) as handle:
+            name = handle.name
+    return np.memmap(name, dtype=float, mode=mode, shape=shape[::-1]).T
 
 
 def matrix_columns(path, schema=None):

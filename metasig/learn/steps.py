@@ -1,6 +1,7 @@
 """Rule adapter of the training stage: one (dataset, task, group, model) job."""
 
 import logging
+import tempfile
 
 import pandas as pd
 
@@ -15,13 +16,17 @@ log = logging.getLogger("metasig")
 __all__ = ["logged", "feature_frame", "train", "train_random_sets"]
 
 
-def feature_frame(matrix_in, samples_in, groups_in, group, task_cfg, covariates, normalization, sheet=None, folds=None):
+def feature_frame(
+    matrix_in, samples_in, groups_in, group, task_cfg, covariates, normalization, sheet=None, folds=None, spill_dir=None
+):
     """Features of one group (normalized genes + offered covariates) and the task's target, on the
     samples that carry the task's label. Only the group's gene columns are read from the matrix,
     except with in-fold VST, whose size factors need the whole library: the frame then holds every
     gene (+ the group's covariates) and `subset` gives the positions of the group's genes among
     them. `sheet`: the sample sheet if already read; `folds`: the task's cv settings (they set its
-    default min_class_size: metasig.learn.tasks). Returns (X, y, class names, subset or None)."""
+    default min_class_size: metasig.learn.tasks). `spill_dir`: a folder that outlives X, where a
+    matrix big enough for worker processes is memory-mapped (io.read_matrix). Returns (X, y, class
+    names, subset or None)."""
     from metasig.learn import tasks
 
     sheet = io.read_sheet(samples_in) if sheet is None else sheet
@@ -31,7 +36,11 @@ def feature_frame(matrix_in, samples_in, groups_in, group, task_cfg, covariates,
     known = set(names)
     genes = [f for f in features if f in known]
     in_fold = normalization in IN_FOLD and genes
-    matrix, _ = io.read_matrix(matrix_in, columns=None if in_fold else genes)
+    from metasig.learn.nested_cv import PROCESS_MIN_VALUES
+
+    columns = names if in_fold else genes
+    spill = spill_dir if len(columns) * len(samples) >= PROCESS_MIN_VALUES else None
+    matrix, _ = io.read_matrix(matrix_in, columns=None if in_fold else genes, spill_dir=spill)
     if covariates:
         matrix = matrix.join(sheet.set_index("sample")[list(covariates)].astype(float))
     subset = None
@@ -67,40 +76,42 @@ def train(
     from metasig.learn.tasks import group_values, left_out, left_out_text
 
     sheet = io.read_sheet(samples_in)
-    X, y, classes, subset = feature_frame(
-        matrix_in, samples_in, groups_in, identity["group"], task_cfg, covariates, normalization, sheet, cv
-    )
-    if normalization in IN_FOLD and subset is None:
-        normalization = "none"  # a group of covariates only: there are no counts to transform
-    # samples the task cannot use are counted and named, never dropped silently
-    left = left_out(sheet, task_cfg, samples_in, folds=cv)
-    log.info("%s: %d samples x %d features; %s", ".".join(identity.values()), *X.shape, left_out_text(left))
-    groups = None
-    if cv.get("group_by"):  # grouped CV: every sample's group, checked before any fit
-        groups = group_values(sheet, X.index, cv["group_by"], samples_in, f"task {identity.get('task')}: cv.group_by")
-    with threadpool_limits(limits=int(threads)):
-        result = training.train(
-            X,
-            y,
-            task_cfg,
-            model_cfg,
-            cv,
-            preprocessing,
-            normalization,
-            seed,
-            classes,
-            covariates,
-            subset,
-            int(threads),
-            groups=groups,
+    with tempfile.TemporaryDirectory(prefix="metasig-train-") as spill:  # the matrix's mapped file, if any
+        X, y, classes, subset = feature_frame(
+            matrix_in, samples_in, groups_in, identity["group"], task_cfg, covariates, normalization, sheet, cv, spill
         )
-    training.write_outputs(
-        result,
-        outdir,
-        {**identity, "kind": task_cfg["type"], "model_kind": model_cfg["kind"], "seed": seed, "cv": cv},
-        list(X.columns),
-        left_out=left,
-    )
+        if normalization in IN_FOLD and subset is None:
+            normalization = "none"  # a group of covariates only: there are no counts to transform
+        # samples the task cannot use are counted and named, never dropped silently
+        left = left_out(sheet, task_cfg, samples_in, folds=cv)
+        log.info("%s: %d samples x %d features; %s", ".".join(identity.values()), *X.shape, left_out_text(left))
+        groups = None
+        if cv.get("group_by"):  # grouped CV: every sample's group, checked before any fit
+            where = f"task {identity.get('task')}: cv.group_by"
+            groups = group_values(sheet, X.index, cv["group_by"], samples_in, where)
+        with threadpool_limits(limits=int(threads)):
+            result = training.train(
+                X,
+                y,
+                task_cfg,
+                model_cfg,
+                cv,
+                preprocessing,
+                normalization,
+                seed,
+                classes,
+                covariates,
+                subset,
+                int(threads),
+                groups=groups,
+            )
+        training.write_outputs(
+            result,
+            outdir,
+            {**identity, "kind": task_cfg["type"], "model_kind": model_cfg["kind"], "seed": seed, "cv": cv},
+            list(X.columns),
+            left_out=left,
+        )
 
 
 def train_random_sets(

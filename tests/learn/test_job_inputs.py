@@ -5,6 +5,7 @@ not change its results."""
 import json
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pandas as pd
@@ -67,6 +68,21 @@ def test_read_matrix_in_column_chunks_equals_a_whole_read(study, monkeypatch):
     pd.testing.assert_frame_equal(part, matrix[["G039", "G005", "G020"]])
 
 
+def test_read_matrix_spilled_to_a_mapped_file_equals_a_read_in_memory(study, tmp_path):
+    folder, matrix = study
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    mapped, _ = io.read_matrix(folder / "m.parquet", spill_dir=spill)
+    pd.testing.assert_frame_equal(mapped, matrix)
+    backing = mapped.to_numpy()
+    while not isinstance(backing, np.memmap):
+        backing = backing.base
+    assert backing.filename.startswith(str(spill)) and mapped.to_numpy().flags.f_contiguous
+    assert not mapped.to_numpy().flags.writeable  # shared by the job's workers: nobody changes it
+    empty, _ = io.read_matrix(folder / "m.parquet", columns=[], spill_dir=spill)  # nothing to map
+    assert empty.shape == (30, 0)
+
+
 def test_read_matrix_of_another_writer_is_read_whole(tmp_path):
     frame = pd.DataFrame({"a": [1, 2], "b": [0.5, 1.5]}, index=pd.Index(["x", "y"], name="sample"))
     frame.to_parquet(tmp_path / "ints.parquet")  # an integer column: not a write_matrix file
@@ -87,9 +103,9 @@ def _recording(monkeypatch):
     asked = []
     real = io.read_matrix
 
-    def read_matrix(path, columns=None):
+    def read_matrix(path, columns=None, spill_dir=None):
         asked.append(None if columns is None else list(columns))
-        return real(path, columns=columns)
+        return real(path, columns=columns, spill_dir=spill_dir)
 
     monkeypatch.setattr(io, "read_matrix", read_matrix)
     return asked
@@ -137,6 +153,52 @@ def test_in_fold_deseq2_reads_the_whole_library(study, monkeypatch):
     assert asked == [None]
     assert list(X.columns) == GENES + ["age"]
     assert subset == [GENES.index("G008"), GENES.index("G001")]
+
+
+def test_a_wide_job_maps_its_matrix_and_leaves_no_file_behind(study, monkeypatch, tmp_path):
+    """Over PROCESS_MIN_VALUES the job's matrix lives in a mapped file, which its worker processes
+    share; the file goes when the job ends, and the results are those of a matrix in memory (they
+    were not when joblib rebuilt a column-major file in the workers: rows came back scrambled)."""
+    from metasig.learn import nested_cv
+
+    folder, _ = study
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    spilled = []
+    real = io.read_matrix
+
+    def read_matrix(path, columns=None, spill_dir=None):
+        spilled.append(spill_dir)
+        return real(path, columns=columns, spill_dir=spill_dir)
+
+    monkeypatch.setattr(io, "read_matrix", read_matrix)
+    docs = []
+    for limit in (10**9, 10):  # in memory, then mapped
+        monkeypatch.setattr(nested_cv, "PROCESS_MIN_VALUES", limit)
+        _train_small(folder, f"job{limit}", threads=2)
+        docs.append((folder / f"job{limit}" / "metrics.json").read_bytes())
+    assert spilled[0] is None and str(spilled[1]).startswith(str(tmp_path / "tmp"))
+    assert list((tmp_path / "tmp").iterdir()) == []
+    assert docs[0] == docs[1]
+
+
+def _train_small(folder, name, threads):
+    steps.train(
+        folder / "m.parquet",
+        folder / "s.tsv",
+        folder / "g.json",
+        folder / name,
+        {"dataset": "d", "task": "t", "group": "small", "model": "enet"},
+        {"type": "binary", "label": "status", "positive": "yes"},
+        {"kind": "elasticnet", "search": {"C": [0.1, 1.0], "l1_ratio": [0.5]}},
+        {"outer_folds": 2, "outer_repeats": 1, "inner_folds": 2, "bootstrap": 20, "permuted_repeats": 1},
+        {"scale": True},
+        "none",
+        [],
+        3,
+        threads=threads,
+    )
 
 
 def test_job_results_do_not_depend_on_its_thread_count(study):
