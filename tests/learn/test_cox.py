@@ -112,3 +112,24 @@ def test_more_features_than_samples_go_to_skglm_at_coxnets_optimum(monkeypatch):
     assert np.count_nonzero(fits[1].coef_) > 0
     (path,) = CoxPH(l1_ratio=0.5).grid_predictions(X, y, X[:10], [{"penalizer": 0.1}])
     assert np.allclose(path, fits[1].predict(X[:10]), atol=1e-3)
+
+
+def test_risks_of_wide_inputs_centred_by_row_blocks(monkeypatch):
+    """Risks (the baseline hazard's and predict's) centre CENTRED_VALUES of X at a time, not a whole
+    copy of X (numpy's allocations are traced); the risks are those of the one product."""
+    import tracemalloc
+
+    from metasig.learn import cox
+
+    X, y = survival_data(n=90, p=12, seed=7)
+    whole = CoxPH(penalizer=0.1).fit(X, y)
+    monkeypatch.setattr(cox, "CENTRED_VALUES", 12 * 20)  # 20 rows at a time
+    blocks = CoxPH(penalizer=0.1).fit(X, y)
+    assert np.allclose(blocks.predict(X), whole.predict(X), rtol=0, atol=1e-12)
+    assert np.allclose(blocks.baseline_cumhaz_, whole.baseline_cumhaz_, rtol=1e-12)
+    wide = np.random.default_rng(0).normal(size=(4000, 12))  # 384 kB
+    tracemalloc.start()
+    blocks.predict(wide)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 100_000  # the 32 kB of risks and a 2 kB block, never a 384 kB centred copy
