@@ -161,17 +161,19 @@ class ElasticNetClassifier(ClassifierMixin, BaseEstimator):
             share = np.log(weights @ targets)
             intercept = share - share.mean() if len(classes) > 2 else share - np.log1p(-np.exp(share))
         while True:
-            eta = X[:, work] @ coef[:, work].T + intercept
-            residual = weights[:, None] * (_probabilities(eta) - targets)
-            violation = np.abs(X.T @ residual).max(axis=1) - threshold
-            violation[work] = -np.inf
-            outside = np.count_nonzero(violation > self.tol)
-            if not outside and (solved or not len(work)):  # no gene yet: the intercepts are the optimum
-                return coef, intercept
-            # The support and the worst violators, never one column alone: numba types an (n, 1)
-            # array as C-ordered and compiles skglm's solver a second time for it (8 s).
-            take = max(min(outside, max(WORKING_SET, len(work))), 2 - len(work))
-            work = np.union1d(work, np.argsort(-violation, kind="stable")[:take])
+            if solved or len(work) < 2:  # a warm start's support (2 genes or more) is first solved alone
+                eta = X[:, work] @ coef[:, work].T + intercept
+                residual = weights[:, None] * (_probabilities(eta) - targets)
+                violation = np.abs(X.T @ residual).max(axis=1) - threshold
+                violation[work] = -np.inf
+                outside = np.count_nonzero(violation > self.tol)
+                if not outside and (solved or not len(work)):  # no gene yet: the intercepts are the optimum
+                    return coef, intercept
+                # the worst violators join; a one-gene support gets one: numba types an (n, 1) array
+                # as C-ordered and compiles skglm's solver a second time for it (8 s)
+                take = min(outside, max(WORKING_SET, len(work))) if solved or not len(work) else 0
+                take = max(take, 2 - len(work))
+                work = np.union1d(work, np.argsort(-violation, kind="stable")[:take])
             coef[:, work], intercept = self._descend(X[:, work], y, classes, weights, alpha, coef[:, work], intercept)
             solved = True
 
