@@ -7,7 +7,9 @@ the whole workflow on it (load, checks, groups, training, gate, plots, leaderboa
 a scratch copy, with the benchmark's --threads as --cores; the wall time is recorded. Changes to
 the examples, stated in the summary: her2_tcga_xena keeps only the task `her2` (the synthetic
 sheet has no missing statuses, so `her2_strict` would train the same jobs again); its gene set
-ERBB2_amplicon resolves because the synthetic matrix names planted genes after it.
+ERBB2_amplicon resolves because the synthetic matrix names planted genes after it; its
+`cv.group_by: patient` (the Xena source's barcode prefix) gets a `patient` column with one sample
+per patient, as the synthetic table has no matched normals.
 """
 
 import json
@@ -39,6 +41,9 @@ def study(example, case, workdir):
     matrix, sheet, _, _ = synthetic.generate(case)
     label = next(cfg["label"] for cfg in tasks.values())
     sheet = sheet.rename(columns={case.label: label})
+    group_by = (config.get("cv") or {}).get("group_by")
+    if group_by and group_by not in sheet.columns:  # one sample per group
+        sheet[group_by] = sheet["sample"]
     io.write_matrix(matrix, workdir / "input" / f"{name}.parquet", case.unit, case.namespace)
     io.write_sheet(sheet, workdir / "input" / f"{name}_samples.tsv")
     config["datasets"] = {
