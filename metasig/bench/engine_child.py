@@ -14,12 +14,17 @@ import logging
 import resource
 import sys
 import time
+from pathlib import Path
 
 
 def _train(spec):
-    try:
+    import metasig
+
+    # By the tree on PYTHONPATH, not by trying: an editable install's finder serves submodules the
+    # old tree lacks (metasig.learn) from the branch, which would mix the two engines.
+    if (Path(metasig.__file__).parent / "learn").is_dir():
         from metasig.learn import steps
-    except ImportError:  # the flat layout of older commits
+    else:  # the flat layout of older commits
         from metasig import steps
 
     # as scripts/train.py calls it: Snakemake's threads (older commits read cv.n_jobs only)

@@ -162,6 +162,29 @@ def test_child_gives_the_job_its_threads_as_scripts_train_does(monkeypatch):
     assert seen["threads"] == 3
 
 
+def test_child_runs_an_old_flat_tree_not_the_branchs_steps(tmp_path):
+    """Today's engine (metasig/steps.py, no metasig.learn) runs from its extracted tree on
+    PYTHONPATH. The project's editable install serves missing submodules from the branch, so the
+    child must pick the old tree's steps by its layout, not by trying the new import first."""
+    import subprocess
+    import sys
+
+    old = tmp_path / "old" / "metasig"
+    old.mkdir(parents=True)
+    (old / "__init__.py").write_text("")
+    marker = tmp_path / "ran_old_steps"
+    (old / "steps.py").write_text(f"def train(*args, **kwargs):\n    open({str(marker)!r}, 'w').close()\n")
+    job = {"matrix": "m", "samples": "s", "groups": "g", "outdir": "o", "identity": {}, "task": {}, "model": {}}
+    spec = {**job, "mode": "train", "cv": {}, "preprocessing": {}, "normalization": "none", "seed": 0, "threads": 1}
+    spec["result"] = str(tmp_path / "result.json")
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    child = engine.REPO / "metasig" / "bench" / "engine_child.py"
+    env = {"PYTHONPATH": str(tmp_path / "old"), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-P", str(child), str(tmp_path / "spec.json")], env=env, capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert marker.exists()
+
+
 def test_reference_sweep_members_are_metasigs():
     from metasig.learn import models
 
