@@ -54,6 +54,7 @@ TRUSTED_TYPES = [
     "metasig.learn.preprocess.MinMeanFilter",
     "metasig.learn.preprocess.SelectKBestCapped",
     "metasig.learn.preprocess.TopVarianceFilter",
+    "metasig.learn.sgd.SpanSGDClassifier",
     "metasig.learn.svm.SVMClassifier",
     "numpy.dtype",
     "sklearn.feature_selection._univariate_selection.f_classif",

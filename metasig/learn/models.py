@@ -12,13 +12,14 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 from sklearn.ensemble import RandomForestClassifier
-from sklearn.linear_model import LogisticRegression, SGDClassifier
+from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
 from metasig.errors import InputError
 from metasig.learn.cox import CoxPH
 from metasig.learn.linear import ElasticNetClassifier
 from metasig.learn.preprocess import make_preprocessing
+from metasig.learn.sgd import SpanSGDClassifier
 from metasig.learn.survival import XGBoostCox
 from metasig.learn.svm import SVMClassifier
 from metasig.learn.xgb import XGBoostClassifier
@@ -89,7 +90,7 @@ def _sweep_members(seed, n_jobs=1):
         ElasticNetClassifier(l1_ratio=0.0, **common),
         ElasticNetClassifier(l1_ratio=1.0, **common),
         ElasticNetClassifier(l1_ratio=0.5, **common),
-        SGDClassifier(
+        SpanSGDClassifier(
             loss="modified_huber",
             alpha=1e-4,
             max_iter=SWEEP_SGD_EPOCHS,
@@ -198,7 +199,7 @@ def _sweep(params, search, seed, n_jobs=1):
             raise InputError(
                 "config",
                 f"params.{key}",
-                "not a parameter of any linear_sweep member (ElasticNetClassifier, SGDClassifier)",
+                "not a parameter of any linear_sweep member (ElasticNetClassifier, SpanSGDClassifier)",
             )
         for m in has:
             m.set_params(**{key: value})

@@ -107,6 +107,7 @@ RELEASES_GIL = (
     "XGBoostCox",
     "RandomForestClassifier",
     "SGDClassifier",
+    "SpanSGDClassifier",
     "LogisticRegression",
     "SVMClassifier",
 )
