@@ -202,3 +202,15 @@ def test_per_outer_fit_divides_the_folds_own_seconds_by_the_threads_that_ran_the
     assert per_outer_fit({"nested_cv_seconds": 60.0, "n_jobs": 2}, 15) == 2.0  # one pool: folds' own seconds
     assert per_outer_fit({"nested_cv_seconds": 30.0}, 15) == 2.0  # older engines: the wall time, no n_jobs
     assert per_outer_fit({"fit_seconds": 30.0}, 15) is None
+
+
+def test_a_today_run_killed_at_the_timeout_gives_a_lower_bound():
+    metasig = {"status": "ok", "wall_s": 20.0, "fit_s": 18.0, "metric": 0.8, "permuted": 0.5, "peak_pss_mb": 300}
+    for today_wall, expected in ((300.0, True), (150.0, None)):  # 15x proven; 7.5x proves nothing
+        row = {"case": "a", "group": "ALL", "quick": True, "shape": [200, 300], "model": "elasticnet"}
+        row.update(metasig=dict(metasig), today={"status": "timeout", "wall_s": today_wall}, reference=None)
+        engine_report.compare(row)
+        assert row["speedup_vs_today"] is None and row["speedup_vs_today_at_least"] == today_wall / 20.0
+        assert row["targets"][">= 10x today"] is expected
+        cells = engine_report.table_rows([row])[0]
+        assert cells["speedup vs today"] == f"> {today_wall / 20.0:.1f}x" and cells["today"].startswith("timeout")
