@@ -205,21 +205,7 @@ def test_job_results_do_not_depend_on_its_thread_count(study):
     folder, _ = study
     docs = []
     for threads in (1, 2):
-        steps.train(
-            folder / "m.parquet",
-            folder / "s.tsv",
-            folder / "g.json",
-            folder / f"job{threads}",
-            {"dataset": "d", "task": "t", "group": "small", "model": "enet"},
-            {"type": "binary", "label": "status", "positive": "yes"},
-            {"kind": "elasticnet", "search": {"C": [0.1, 1.0], "l1_ratio": [0.5]}},
-            {"outer_folds": 2, "outer_repeats": 1, "inner_folds": 2, "bootstrap": 20, "permuted_repeats": 1},
-            {"scale": True},
-            "none",
-            [],
-            3,
-            threads=threads,
-        )
+        _train_small(folder, f"job{threads}", threads)
         docs.append((folder / f"job{threads}" / "metrics.json").read_bytes())
     assert docs[0] == docs[1]
     assert json.loads(docs[0])["features"] == ["G017", "G003", "G029"]
