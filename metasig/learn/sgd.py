@@ -20,13 +20,10 @@ class SpanSGDClassifier(SGDClassifier):
     validation ROC-AUCs to 3 decimals)."""
 
     def fit(self, X, y, coef_init=None, intercept_init=None, sample_weight=None):
-        if coef_init is not None or not self._in_span(X):
-            return super().fit(X, y, coef_init=coef_init, intercept_init=intercept_init, sample_weight=sample_weight)
-        X = np.asarray(X, dtype=np.float64)
-        span = _row_space(X)
+        span = _row_space(np.asarray(X, dtype=np.float64)) if coef_init is None and self._in_span(X) else None
         if span is None:
-            return super().fit(X, y, intercept_init=intercept_init, sample_weight=sample_weight)
-        Z, M = span
+            return super().fit(X, y, coef_init=coef_init, intercept_init=intercept_init, sample_weight=sample_weight)
+        X, (Z, M) = np.asarray(X, dtype=np.float64), span
         super().fit(Z, y, intercept_init=intercept_init, sample_weight=sample_weight)
         self.coef_ = (self.coef_ @ M.T) @ X  # w = V beta with V = X^T M
         self.n_features_in_ = X.shape[1]
