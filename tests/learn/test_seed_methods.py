@@ -168,11 +168,35 @@ def test_svm_grid_predictions_equal_separate_fits(n_classes):
     estimator = SVMClassifier(random_state=1)
     candidates = [{"kernel": k, "C": c} for k in ("linear", "rbf") for c in (0.1, 10.0)]
     candidates += [{"kernel": "rbf", "gamma": "auto"}, {"kernel": "rbf", "gamma": 0.05}]
+    candidates += [{"kernel": "linear", "C": 10.0, "scale_C": True}]
     grid = estimator.grid_predictions(X, y, X_valid, candidates)
     for params, proba in zip(candidates, grid):
         alone = clone(estimator).set_params(**params).fit(X, y).predict_proba(X_valid)
         np.testing.assert_allclose(proba, alone, rtol=0, atol=1e-6, err_msg=str(params))
     assert not np.allclose(grid[0], grid[2])  # the kernels differ, so would the fits
+
+
+@pytest.mark.parametrize("kernel", ["linear", "rbf"])
+def test_scaled_C_makes_the_svm_blind_to_the_inputs_scale(kernel):
+    """With scale_C, inputs 30 times larger (principal components of thousands of genes against
+    standardised genes) give the same probabilities (to libsvm's tolerance); without it,
+    the linear kernel's C becomes a harder margin and the fit changes."""
+    from metasig.learn.svm import SVMClassifier
+
+    rng = np.random.default_rng(7)
+    X, X_valid = rng.normal(size=(80, 10)), rng.normal(size=(20, 10))
+    y = (X[:, 0] + rng.normal(scale=1.5, size=80) > 0).astype(int)  # classes overlap
+    fits = {}
+    for scale_C in (True, False):
+        for factor in (1.0, 30.0):
+            model = SVMClassifier(kernel=kernel, C=1.0, scale_C=scale_C, random_state=0)
+            fits[scale_C, factor] = model.fit(factor * X, y).predict_proba(factor * X_valid)
+    np.testing.assert_allclose(fits[True, 1.0], fits[True, 30.0], atol=1e-3)  # libsvm stops at tol 1e-3
+    if kernel == "linear":
+        assert np.abs(fits[False, 1.0] - fits[False, 30.0]).max() > 1e-2
+        assert np.abs(fits[True, 1.0] - fits[False, 1.0]).max() > 1e-2  # C is divided by about 10
+    else:  # RBF with gamma "scale" is blind to the scale already; scale_C leaves it alone
+        np.testing.assert_allclose(fits[True, 1.0], fits[False, 1.0], atol=0)
 
 
 def test_gram_kernels_are_svcs():
