@@ -15,6 +15,7 @@ sys.path.insert(0, workflow.basedir)
 import metasig.config as mconfig
 import metasig.reads.layout as mreads
 import metasig.learn.layout as mlayout
+import metasig.learn.job_memory as mjob_memory
 import metasig.data.steps as msteps
 
 # The one check of the config: the schema (its messages name the field that is wrong; the
@@ -214,6 +215,15 @@ def plot_rule_output(name):
         category="{dataset}",
         subcategory="{task}",
         labels={"figure": name},
+    )
+
+
+def train_mem_mb(wildcards, input, threads, attempt):
+    """Memory of a training job: metasig.learn.job_memory's estimate from its samples, its genes
+    and its threads, times the attempt, so a retried job asks for more."""
+    normalization = mconfig.normalization(config, wildcards.dataset)
+    return attempt * mjob_memory.train_mem_mb(
+        input.matrix, input.samples, input.groups, wildcards.group, normalization, threads
     )
 
 

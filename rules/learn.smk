@@ -11,7 +11,8 @@ _END = "(?![A-Za-z0-9_-])"  # the model name ends here
 # One job per (dataset, task, gene group, model): nested CV, permuted-label control, final fit.
 # On a cluster, thousands of these small jobs must not become thousands of submissions: the
 # cluster profiles' `group-components` bundle many jobs of group "train" into one cluster job.
-# Local runs ignore groups. mem_mb grows with each retry (the cluster profiles set `retries`).
+# Local runs ignore groups. mem_mb: from the table's size (see train_mem_mb), times the attempt
+# (the cluster profiles set `retries`).
 rule train:
     input:
         # still raw counts when normalization is in-fold (see rule normalize)
@@ -40,7 +41,7 @@ rule train:
         "../envs/ml.yaml"
     threads: train_threads
     resources:
-        mem_mb=lambda wildcards, attempt: 2000 * attempt,
+        mem_mb=train_mem_mb,
     params:
         task=task_cfg,
         model=lambda wildcards: mconfig.model_settings(config, wildcards.model),
@@ -64,7 +65,7 @@ use rule train as train_gpu with:
     group:
         "train_gpu"
     resources:
-        mem_mb=lambda wildcards, attempt: 2000 * attempt,
+        mem_mb=train_mem_mb,
         gpu=1,
 
 
@@ -95,7 +96,7 @@ rule random_sets:
         "../envs/ml.yaml"
     threads: train_threads
     resources:
-        mem_mb=lambda wildcards, attempt: 2000 * attempt,
+        mem_mb=train_mem_mb,
         runtime=random_sets_runtime,
     params:
         sets=random_set_count,
@@ -121,6 +122,6 @@ use rule random_sets as random_sets_gpu with:
     group:
         "train_gpu"
     resources:
-        mem_mb=lambda wildcards, attempt: 2000 * attempt,
+        mem_mb=train_mem_mb,
         runtime=random_sets_runtime,
         gpu=1,
