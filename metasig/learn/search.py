@@ -62,14 +62,25 @@ def search(pipeline, param_grid, X, y, task_kind, splits, rows=None):
 def refit(pipeline, params, X, y, overwrite_X=False):
     """with_params(pipeline, params) fitted on X, y. overwrite_X: X is a copy the caller discards
     (an outer fold's rows), so the scaler may scale it in place, one copy of the fold fewer (160 MB
-    per worker at 20,000 genes); it copies again for every later transform."""
+    per worker at 20,000 genes); it copies again for every later transform. A final estimator
+    with `copy_X` (CoxPH) may overwrite what it is given when no one keeps it: the scaler's output
+    (a copy, or the discarded rows scaled in place), one more copy fewer. Both settings are put
+    back after the fit."""
     model = with_params(pipeline, params)
-    scaler = model.named_steps.get("scale") if overwrite_X and isinstance(model, Pipeline) else None
-    if not isinstance(scaler, StandardScaler):
+    if not isinstance(model, Pipeline):
         return model.fit(X, y)
-    scaler.set_params(copy=False)
+    scaler = model.named_steps.get("scale")
+    scaled = isinstance(scaler, StandardScaler)
+    estimator = model[-1]
+    owned = (scaled or overwrite_X) and "copy_X" in estimator.get_params(deep=False)
+    settings = [(scaler, "copy", False)] if scaled and overwrite_X else []
+    settings += [(estimator, "copy_X", False)] if owned else []
+    before = [(step, name, step.get_params(deep=False)[name]) for step, name, _ in settings]
+    for step, name, value in settings:
+        step.set_params(**{name: value})
     model.fit(X, y)
-    scaler.set_params(copy=True)
+    for step, name, value in before:
+        step.set_params(**{name: value})
     return model
 
 

@@ -133,3 +133,45 @@ def test_risks_of_wide_inputs_centred_by_row_blocks(monkeypatch):
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 100_000  # the 32 kB of risks and a 2 kB block, never a 384 kB centred copy
+
+
+def test_a_copy_no_one_keeps_is_standardised_in_place(monkeypatch):
+    """copy_X=False: fit standardises a large column-ordered input in place (the same model to
+    rounding; the input then holds the standardised values). refit gives CoxPH the scaler's output,
+    a copy no one keeps, and the fit then holds one array of the input's size, not two (traced);
+    the model's copy_X is True again afterwards."""
+    import tracemalloc
+
+    from metasig.learn import cox
+    from metasig.learn.models import build
+    from metasig.learn.search import refit
+
+    X, y = survival_data(n=200, p=2000, seed=3)
+    monkeypatch.setattr(cox, "CENTRED_VALUES", 1000)  # "large" from 1,000 values on
+    Xf = np.asfortranarray(X, dtype=float)
+    copied = CoxPH(penalizer=0.1, l1_ratio=0.5).fit(Xf, y)
+    owned = Xf.copy(order="F")
+    in_place = CoxPH(penalizer=0.1, l1_ratio=0.5, copy_X=False).fit(owned, y)
+    np.testing.assert_allclose(in_place.coef_, copied.coef_, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(in_place.baseline_cumhaz_, copied.baseline_cumhaz_, rtol=1e-10)
+    np.testing.assert_allclose(owned.mean(axis=0), 0, atol=1e-12)  # overwritten: standardised
+    small = Xf[:, :4].copy(order="F")  # 800 values: left alone (the pipeline's frames are column-ordered)
+    CoxPH(penalizer=0.1, copy_X=False).fit(small, y)
+    assert np.array_equal(small, Xf[:, :4])
+
+    pipeline, _ = build({"kind": "coxph", "search": {}}, "survival", {}, "none", 0)
+    peaks = {}
+    for name, fit in {"refit": lambda: refit(pipeline, {}, Xf, y), "fit": lambda: clone_fit(pipeline, Xf, y)}.items():
+        tracemalloc.start()
+        model = fit()
+        peaks[name] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert peaks["refit"] < peaks["fit"] - 0.8 * Xf.nbytes, peaks
+    assert model[-1].copy_X and refit(pipeline, {}, Xf, y)[-1].copy_X
+    np.testing.assert_allclose(refit(pipeline, {}, Xf, y).predict(Xf), model.predict(Xf), rtol=0, atol=1e-10)
+
+
+def clone_fit(pipeline, X, y):
+    from sklearn.base import clone
+
+    return clone(pipeline).fit(X, y)
