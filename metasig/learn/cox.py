@@ -40,8 +40,9 @@ class CoxPH(_SurvivalMixin, BaseEstimator):
     left the coefficients 1e-5 from those at 1e-8, which took 5x as long). n_jobs is
     accepted for the engine interface but unused: the ridge solver's BLAS calls run on one thread,
     since with two they differ in the last bit, and results must not depend on the thread count.
-    copy_X: False lets fit standardise X in place, when X is a copy no one keeps (the scaler's
-    output: metasig.learn.search.refit sets it), a column-ordered array of more than
+    copy_X: False lets fit and grid_predictions standardise X in place, when X is a copy no one
+    keeps (the scaler's output, an inner split's rows: metasig.learn.search sets it), a
+    column-ordered array of more than
     CENTRED_VALUES values; the model then holds one fold-sized array instead of two (190 MB at
     1,218 x 20,530), and the training risks come from the standardised copy."""
 
@@ -148,7 +149,7 @@ class CoxPH(_SurvivalMixin, BaseEstimator):
         groups = {}
         for i, s in enumerate(settings):
             groups.setdefault(tuple(sorted((k, repr(v)) for k, v in s.items() if k != "penalizer")), []).append(i)
-        Z, mean, std = self._standardise(X)
+        Z, mean, std = self._standardise(X, self._may_overwrite(X))
         X_valid = np.asarray(X_valid, dtype=float)
         out = [None] * len(candidates)
         for members in groups.values():

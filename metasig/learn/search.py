@@ -44,7 +44,10 @@ def search(pipeline, param_grid, X, y, task_kind, splits, rows=None):
             X_train = _rows(X, at(train))
             X_train = pre.fit_transform(X_train, y[train]) if pre is not None else X_train
             X_valid = pre.transform(_rows(X, at(valid))) if pre is not None else _rows(X, at(valid))
-            for estimator, group in _by_estimator(pipeline, candidates, members):
+            estimators = _by_estimator(pipeline, candidates, members)
+            for k, (estimator, group) in enumerate(estimators):
+                if k == len(estimators) - 1 and "copy_X" in estimator.get_params(deep=False):
+                    estimator = clone(estimator).set_params(copy_X=False)  # X_train's last use: its own copy
                 outputs = _outputs(estimator, X_train, y[train], X_valid, [params for _, params in group])
                 for (i, _), output in zip(group, outputs):
                     scores[i, s] = _score(task_kind, y[train], y[valid], output)

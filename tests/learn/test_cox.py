@@ -175,3 +175,40 @@ def clone_fit(pipeline, X, y):
     from sklearn.base import clone
 
     return clone(pipeline).fit(X, y)
+
+
+def test_the_inner_search_standardises_its_own_split_in_place(monkeypatch):
+    """An inner split's training rows are the search's own copy: CoxPH standardises them in place
+    (the same risks, bit for bit, as on a copy), so the search holds one split-sized array fewer,
+    and picks the same candidate."""
+    from metasig.learn import cox
+    from metasig.learn.models import build
+    from metasig.learn.search import search
+
+    X, y = survival_data(n=180, p=2000, seed=5)
+    Xf = np.asfortranarray(X, dtype=float)
+    owned = Xf[:120].copy(order="F")
+    monkeypatch.setattr(cox, "CENTRED_VALUES", 1000)
+    candidates = [{"penalizer": 0.1, "l1_ratio": 0.0}, {"penalizer": 1.0, "l1_ratio": 0.0}]
+    copied = CoxPH().grid_predictions(Xf[:120], y[:120], Xf[120:], candidates)
+    in_place = CoxPH(copy_X=False).grid_predictions(owned, y[:120], Xf[120:], candidates)
+    assert all(np.array_equal(a, b) for a, b in zip(copied, in_place))
+    assert not np.array_equal(owned, Xf[:120])  # standardised
+
+    overwritten, grid_predictions = [], CoxPH.grid_predictions
+
+    def spy(self, X, *args):
+        overwritten.append(self._may_overwrite(X))
+        return grid_predictions(self, X, *args)
+
+    monkeypatch.setattr(CoxPH, "grid_predictions", spy)
+    pipeline, grid = build({"kind": "coxph", "search": {"l1_ratio": [0.0]}}, "survival", {}, "none", 0)
+    splits = [(np.arange(0, 120), np.arange(120, 180)), (np.arange(60, 180), np.arange(0, 60))]
+    results = {}
+    for values in (10**9, 1000):  # in place never, then from 1,000 values on
+        monkeypatch.setattr(cox, "CENTRED_VALUES", values)
+        model, params = search(pipeline, grid, pd.DataFrame(Xf), y, "survival", splits)
+        results[values] = (params, model.predict(Xf))
+    assert overwritten == [False, False, True, True]  # each split's rows, once large enough
+    assert results[1000][0] == results[10**9][0]
+    np.testing.assert_allclose(results[1000][1], results[10**9][1], rtol=0, atol=1e-10)
