@@ -40,11 +40,11 @@ class CoxPH(_SurvivalMixin, BaseEstimator):
     left the coefficients 1e-5 from those at 1e-8, which took 5x as long). n_jobs is
     accepted for the engine interface but unused: the ridge solver's BLAS calls run on one thread,
     since with two they differ in the last bit, and results must not depend on the thread count.
-    copy_X: False lets fit and grid_predictions standardise X in place, when X is a copy no one
-    keeps (the scaler's output, an inner split's rows: metasig.learn.search sets it), a
-    column-ordered array of more than
-    CENTRED_VALUES values; the model then holds one fold-sized array instead of two (190 MB at
-    1,218 x 20,530), and the training risks come from the standardised copy."""
+    copy_X: False lets fit and grid_predictions standardise X in place when X is a copy no one
+    keeps (the scaler's output, an inner split's rows: metasig.learn.search sets it) and a
+    column-ordered array of more than CENTRED_VALUES values; the model then holds one fold-sized
+    array instead of two (190 MB at 1,218 x 20,530), and fit's training risks come from the
+    standardised copy."""
 
     def __init__(self, penalizer=0.1, l1_ratio=0.0, tol=1e-9, max_iter=100000, tol_skglm=1e-6, n_jobs=1, copy_X=True):
         self.penalizer = penalizer
