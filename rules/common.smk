@@ -223,7 +223,12 @@ def train_mem_mb(wildcards, input, threads, attempt):
     and its threads, times the attempt, so a retried job asks for more."""
     normalization = mconfig.normalization(config, wildcards.dataset)
     return attempt * mjob_memory.train_mem_mb(
-        input.matrix, input.samples, input.groups, wildcards.group, normalization, threads
+        input.matrix,
+        input.samples,
+        input.groups,
+        wildcards.group,
+        normalization,
+        threads,
     )
 
 
