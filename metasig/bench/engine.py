@@ -264,8 +264,9 @@ def notes(args, today_note):
         "metric: metasig's headline estimate (ROC-AUC, macro one-vs-rest for multiclass, or Harrell's C) and the "
         "permuted control's; 'metric difference' = metasig - reference, mean over the compared splits' "
         "per-fold metric (from predictions.tsv).",
-        "peak RSS / PSS: the job's process tree (joblib workers included), sampled every 0.2 s (RSS: or the "
-        "main process's ru_maxrss if larger); PSS counts a page shared by workers once.",
+        "peak RSS / PSS: the job's process tree (joblib workers included), RSS sampled every 0.2 s (or the "
+        "main process's ru_maxrss if larger), PSS at each new RSS high and at least every second; PSS counts "
+        "a page shared by workers once.",
         "Targets (issue 12): wall <= 10 min (a, d) / 5 min (b, c) for ALL-genes jobs at full size; >= 10x "
         "today; >= 5x reference; |metric difference| <= 0.01; permuted 0.5 +/- 0.1; peak PSS < 2 GB. "
         "'yes (k of n measured)': every target measured here was met; unmeasured ones (—) are not claimed.",

@@ -1,6 +1,9 @@
 """The engine benchmark (metasig.bench.engine): its synthetic data and its harness on a tiny shape."""
 
 import json
+import os
+import subprocess
+import sys
 from dataclasses import replace
 
 import numpy as np
@@ -12,7 +15,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from metasig import io
-from metasig.bench import engine, engine_report, reference, synthetic
+from metasig.bench import engine, engine_report, engine_run, reference, synthetic
 
 TINY = replace(synthetic.QUICK["a"], n_genes=80, classes={"negative": 60, "positive": 15}, n_sets=5, planted=12)
 
@@ -214,3 +217,54 @@ def test_a_today_run_killed_at_the_timeout_gives_a_lower_bound():
         assert row["targets"][">= 10x today"] is expected
         cells = engine_report.table_rows([row])[0]
         assert cells["speedup vs today"] == f"> {today_wall / 20.0:.1f}x" and cells["today"].startswith("timeout")
+
+
+class _FakeProcess:
+    """memory_info().rss and memory_full_info().pss of a process, counting the PSS readings."""
+
+    def __init__(self, rss, pss):
+        self.rss, self.pss, self.pss_reads = rss, pss, 0
+
+    def memory_info(self):
+        return type("Info", (), {"rss": self.rss})()
+
+    def memory_full_info(self):
+        self.pss_reads += 1
+        return type("Info", (), {"pss": self.pss})()
+
+
+def test_tree_memory_reads_pss_at_new_rss_highs_and_every_second_only(monkeypatch):
+    procs = [_FakeProcess(100, 80), _FakeProcess(50, 30)]
+    monkeypatch.setattr(engine_run.TreeMemory, "_tree", lambda self: procs)
+    memory = engine_run.TreeMemory(os.getpid())
+    memory.sample(0.0)
+    assert (memory.peak_rss, memory.peak_pss, procs[0].pss_reads) == (150, 110, 1)
+    memory.sample(0.2)  # same RSS, 0.2 s later: PSS not read again
+    assert procs[0].pss_reads == 1
+    procs[1].rss, procs[1].pss = 60, 40  # a new RSS high: read at once
+    memory.sample(0.4)
+    assert (memory.peak_rss, memory.peak_pss, procs[0].pss_reads) == (160, 120, 2)
+    procs[1].rss, procs[1].pss = 55, 45  # below the RSS peak, but PSS grew: read after a second
+    memory.sample(0.6)
+    assert memory.peak_pss == 120
+    memory.sample(1.5)
+    assert (memory.peak_pss, procs[0].pss_reads) == (125, 3)
+    procs[0].rss = procs[1].rss = 50  # RSS 100 <= peak PSS 125: PSS cannot exceed it, not read
+    memory.sample(5.0)
+    assert procs[0].pss_reads == 3
+
+
+def test_tree_memory_of_a_real_child_counts_what_it_holds():
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; b = b'x' * (200 * 2**20); print(1, flush=True); time.sleep(30)"],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        child.stdout.readline()  # allocated and written, so resident
+        memory = engine_run.TreeMemory(child.pid)
+        memory.sample(0.0)
+        assert 200 * 2**20 < memory.peak_rss < 400 * 2**20
+        assert 190 * 2**20 < memory.peak_pss <= memory.peak_rss
+    finally:
+        child.kill()
+        child.wait()
