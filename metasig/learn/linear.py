@@ -118,19 +118,23 @@ class ElasticNetClassifier(ClassifierMixin, BaseEstimator):
 
     # ---- fitting ---------------------------------------------------------------------------------
 
-    def _solve(self, X, labels, weights, alpha, coef, intercept, offset, max_iter=None):
-        """(coef, intercept) of one weighted logistic problem, warm-started from (coef, intercept),
-        after at most max_iter (default self.max_iter) proximal Newton steps."""
-        from skglm.penalties import L1_plus_L2
+    def _solve(self, X, labels, problem, coef, intercept, max_iter=None, Xw=None):
+        """(coef, intercept, X coef + intercept) of one weighted logistic problem (_problem's
+        compiled datafit and penalty), warm-started from (coef, intercept), after at most max_iter
+        (default self.max_iter) proximal Newton steps. Xw: X coef + intercept when the caller has
+        it (the solver updates it in place)."""
         from skglm.solvers import ProxNewton
 
-        w = np.append(coef, intercept)
-        Xw = X @ coef + intercept
+        w = np.append(coef, intercept) if self.fit_intercept else coef.copy()
+        Xw = X @ coef + intercept if Xw is None else Xw
         max_iter = self.max_iter if max_iter is None else max_iter
         solver = ProxNewton(tol=self.tol, max_iter=max_iter, fit_intercept=self.fit_intercept)
-        datafit = WeightedLogistic(weights, offset)
-        w = solver.solve(X, labels, datafit, L1_plus_L2(alpha, float(self.l1_ratio)), w_init=w, Xw_init=Xw)[0]
-        return w[:-1].copy(), float(w[-1]) if self.fit_intercept else 0.0
+        # _solve, which skglm's solve() wraps after compiling the datafit and penalty anew at every
+        # call: 0.2 ms each, 6% of a multinomial path, whose block descent makes thousands of solves
+        w = solver._solve(X, labels, *problem, w, Xw)[0]
+        if not self.fit_intercept:
+            return w.copy(), 0.0, Xw
+        return w[:-1].copy(), float(w[-1]), Xw
 
     def _fit_arrays(self, X, y, classes, start=None, row_space=None):
         """(coef (n_models, p), intercept (n_models,)) for self's parameters, from `start`;
@@ -162,7 +166,8 @@ class ElasticNetClassifier(ClassifierMixin, BaseEstimator):
             intercept = share - share.mean() if len(classes) > 2 else share - np.log1p(-np.exp(share))
         while True:
             if solved or len(work) < 2:  # a warm start's support (2 genes or more) is first solved alone
-                eta = X[:, work] @ coef[:, work].T + intercept
+                # the working set's columns: those just solved on (a copy of 2,000 genes: 9 ms)
+                eta = (columns if solved else X[:, work]) @ coef[:, work].T + intercept
                 residual = weights[:, None] * (_probabilities(eta) - targets)
                 violation = np.abs(X.T @ residual).max(axis=1) - threshold
                 violation[work] = -np.inf
@@ -174,7 +179,8 @@ class ElasticNetClassifier(ClassifierMixin, BaseEstimator):
                 take = min(outside, max(WORKING_SET, len(work))) if solved or not len(work) else 0
                 take = max(take, 2 - len(work))
                 work = np.union1d(work, np.argsort(-violation, kind="stable")[:take])
-            coef[:, work], intercept = self._descend(X[:, work], y, classes, weights, alpha, coef[:, work], intercept)
+            columns = np.asfortranarray(X[:, work])  # column access in coordinate descent
+            coef[:, work], intercept = self._descend(columns, y, classes, weights, alpha, coef[:, work], intercept)
             solved = True
 
     def _descend(self, X, y, classes, weights, alpha, coef, intercept):
@@ -185,7 +191,8 @@ class ElasticNetClassifier(ClassifierMixin, BaseEstimator):
             return self._block_descent(X, y, classes, weights, alpha, coef, intercept)
         labels = np.where(y == classes[1], 1.0, -1.0)
         coef, intercept = coef.copy(), intercept.copy()
-        coef[0], intercept[0] = self._solve(X, labels, weights, alpha, coef[0], intercept[0], np.zeros(len(y)))
+        problem = _problem(weights, np.zeros(len(y)), alpha, float(self.l1_ratio))
+        coef[0], intercept[0], _ = self._solve(X, labels, problem, coef[0], intercept[0])
         return coef, intercept
 
     def _block_descent(self, X, y, classes, weights, alpha, coef, intercept):
@@ -199,6 +206,8 @@ class ElasticNetClassifier(ClassifierMixin, BaseEstimator):
 
         coef, intercept, K = coef.copy(), intercept.copy(), len(classes)
         eta = X @ coef.T + intercept
+        offset = np.zeros(len(y))  # the datafit reads it by reference: set in place for each class
+        problem = _problem(weights, offset, alpha, float(self.l1_ratio))
         with warnings.catch_warnings():
             warnings.filterwarnings(
                 "ignore", "`ProxNewton` did not converge", ConvergenceWarning
@@ -208,16 +217,16 @@ class ElasticNetClassifier(ClassifierMixin, BaseEstimator):
                 for k in range(K):
                     others = np.delete(eta, k, axis=1)
                     top = others.max(axis=1)
-                    offset = top + np.log(np.exp(others - top[:, None]).sum(axis=1))
+                    offset[:] = top + np.log(np.exp(others - top[:, None]).sum(axis=1))
                     labels = np.where(y == classes[k], 1.0, -1.0)
-                    coef[k], intercept[k] = self._solve(
-                        X, labels, weights, alpha, coef[k], intercept[k], offset, max_iter=1
+                    coef[k], intercept[k], new = self._solve(
+                        X, labels, problem, coef[k], intercept[k], max_iter=1, Xw=eta[:, k].copy()
                     )
-                    new = X @ coef[k] + intercept[k]
                     moved = max(moved, float(np.abs(new - eta[:, k]).max()))
                     eta[:, k] = new
-                coef = _best_common_shift(coef, float(self.l1_ratio))
-                eta = X @ coef.T + intercept
+                shift = _best_common_shift(coef, float(self.l1_ratio))
+                coef += shift
+                eta += (X @ shift)[:, None]  # the same move of every class's predictor
                 if moved <= self.tol_multinomial:
                     return coef, intercept
         warnings.warn(
@@ -318,6 +327,15 @@ class ElasticNetClassifier(ClassifierMixin, BaseEstimator):
         ]
 
 
+def _problem(weights, offset, alpha, l1_ratio):
+    """(datafit, penalty) of one weighted logistic problem, compiled by skglm (numba jitclasses);
+    the datafit holds `offset` by reference, not a copy."""
+    from skglm.penalties import L1_plus_L2
+    from skglm.utils.jit_compilation import compiled_clone
+
+    return compiled_clone(WeightedLogistic(weights, offset)), compiled_clone(L1_plus_L2(alpha, l1_ratio))
+
+
 def _row_space(X):
     """(Z, M) with X = Z V^T, V = X^T M having orthonormal columns spanning X's rows, or None when
     X has no more columns than rows. An L2-penalised linear model's loss sees only X w = Z (V^T w),
@@ -337,7 +355,7 @@ def _row_space(X):
 
 
 def _best_common_shift(coef, l1_ratio):
-    """coef + v (per feature, the same for every class) with v minimising the penalty. The softmax
+    """v (per feature, the same for every class) minimising the penalty of coef + v. The softmax
     loss does not change under such a shift, and class-by-class descent moves along it only slowly,
     so it is taken exactly after each sweep. Per feature, the minimum of the convex piecewise
     quadratic sum_k l1 |w_k + v| + (1 - l1) / 2 (w_k + v)^2 lies at a kink (-w_k) or at the
@@ -352,8 +370,7 @@ def _best_common_shift(coef, l1_ratio):
     v = np.vstack(candidates)  # (n_candidates, p)
     shifted = coef[None, :, :] + v[:, None, :]
     cost = (l1_ratio * np.abs(shifted) + (1 - l1_ratio) / 2 * shifted**2).sum(axis=1)
-    best = v[np.argmin(cost, axis=0), np.arange(coef.shape[1])]
-    return coef + best
+    return v[np.argmin(cost, axis=0), np.arange(coef.shape[1])]
 
 
 def _probabilities(scores):
