@@ -100,7 +100,8 @@ def run_child(spec, rundir, pythonpath, threads, timeout):
     elif status is None:
         status = f"failed (rc {proc.returncode}; see {rundir / 'child.log'})"
     rss_mb = max(memory.peak_rss / 2**20, usage.ru_maxrss / 1024)
-    return {**out, "status": status, "wall_s": wall, "peak_rss_mb": rss_mb, "peak_pss_mb": memory.peak_pss / 2**20 or rss_mb}
+    pss_mb = memory.peak_pss / 2**20 or rss_mb
+    return {**out, "status": status, "wall_s": wall, "peak_rss_mb": rss_mb, "peak_pss_mb": pss_mb}
 
 
 def extract_baseline(dest, commit=BASELINE):

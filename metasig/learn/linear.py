@@ -160,7 +160,7 @@ class ElasticNetClassifier(ClassifierMixin, BaseEstimator):
         threshold = alpha * float(self.l1_ratio)  # |gradient| a zero coefficient may have
         if X.shape[1] <= WORKING_SET:
             return self._descend(X, y, classes, weights, alpha, coef, intercept)
-        work, solved = np.flatnonzero(np.any(coef != 0, axis=0)), False
+        work, solved, columns = np.flatnonzero(np.any(coef != 0, axis=0)), False, None
         if not len(work) and self.fit_intercept:  # no gene yet: the intercepts fit the weighted class shares
             share = np.log(weights @ targets)
             intercept = share - share.mean() if len(classes) > 2 else share - np.log1p(-np.exp(share))
