@@ -72,6 +72,23 @@ def test_grid_predictions_equal_individual_fits(n_classes):
     assert not np.allclose(preds[0], preds[1])  # the candidates do differ
 
 
+@pytest.mark.parametrize("l1_ratio", [0.5, 0.0])
+def test_tolerance_is_relative_to_the_penalty(l1_ratio):
+    """The largest violation of the optimality conditions of the normalised objective is at most
+    tol * alpha at every C (an absolute tolerance would leave weak penalties far less accurate)."""
+    X, y = data(n=200, p=30, seed=4)
+    raw = compute_sample_weight("balanced", y)
+    weights, tol = raw / raw.sum(), 1e-2
+    for C in (0.01, 1.0, 100.0):
+        model = ElasticNetClassifier(C=C, l1_ratio=l1_ratio, tol=tol).fit(X, y)
+        alpha = 1.0 / (C * raw.sum())
+        grad = X.T @ (weights * (model.predict_proba(X)[:, 1] - y))
+        w = model.coef_[0]
+        smooth = grad + alpha * (1 - l1_ratio) * w
+        violation = np.where(w != 0, np.abs(smooth + alpha * l1_ratio * np.sign(w)), np.abs(smooth) - alpha * l1_ratio)
+        assert violation.max() <= 1.5 * tol * alpha, (C, violation.max() / alpha)
+
+
 @pytest.mark.parametrize("n_classes", [2, 7])
 def test_auc_close_to_the_old_saga_elasticnet(n_classes):
     """Same penalty as the old LogisticRegression(saga, max_iter=5000) on a held-out part: ROC-AUC
