@@ -133,7 +133,7 @@ class SlurmCluster:
         return proc.stdout
 
     def jobs(self):
-        """Every job slurmctld still remembers (MinJobAge=300 s keeps finished ones), as dicts of
+        """Every job slurmctld still remembers (MinJobAge keeps finished ones an hour), as dicts of
         `scontrol show job -o` fields."""
         out = self.run("scontrol", "show", "job", "-o", "--details")
         jobs = []
@@ -203,7 +203,7 @@ MpiDefault=none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 DefMemPerCPU=1000
-MinJobAge=300
+MinJobAge=3600
 ReturnToService=2
 GresTypes=gpu
 NodeName=localhost NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={memory}{gres} State=UNKNOWN
