@@ -100,6 +100,33 @@ def test_models_that_release_the_gil_keep_their_outer_folds_in_threads():
     assert module.parallel_backend(pipeline, grid, (100, 30), 2) == "threading"
 
 
+@pytest.mark.parametrize(
+    "kind, search, compiles",
+    [("elasticnet", {"C": [1.0]}, True), ("elasticnet", {"l1_ratio": [0.0]}, False), ("logistic", None, False)],
+)
+def test_a_fit_compiles_the_solver_before_it_copies_any_fold(kind, search, compiles, monkeypatch):
+    """skglm's solver, compiled beside a fold's copies, raised a worker's peak memory: each fit
+    compiles it first, where its estimators use it, and only then touches the data."""
+    from metasig.learn import linear
+    from metasig.learn import nested_cv as module
+    from metasig.learn.models import build
+
+    events = []
+    monkeypatch.setattr(linear, "compile_solver", lambda: events.append("compile"))
+    original = module.search
+
+    def search_spy(*args, **kwargs):
+        events.append("search")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, "search", search_spy)
+    X, y = _data(n=60)
+    pipeline, grid = build({"kind": kind, "search": search or SMALL_GRIDS[kind]}, "binary", {}, "none", 0)
+    final_fit(pipeline, {**grid, "model__C": [0.1, 1.0]}, X, y, "binary", CV, 0)  # two candidates: a search
+    assert events[-1] == "search"
+    assert set(events[:-1]) == ({"compile"} if compiles else set())
+
+
 def test_multiclass_probability_columns():
     X, y = _data(n=120, classes=3, seed=1)
     labels = np.array(["alpha", "beta", "gamma"])[y]
