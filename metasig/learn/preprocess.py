@@ -21,7 +21,7 @@ from sklearn.feature_selection import SelectKBest, SelectorMixin, f_classif
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import _check_feature_names, check_is_fitted, validate_data
 
 log = logging.getLogger("metasig.learn.preprocess")
 
@@ -421,10 +421,17 @@ class MedianImputer(SimpleImputer):
     # at 20,000 genes that is two extra copies of a fold per fit, in every thread. Fitting never
     # writes into X, nor does a transform of finite values, so both skip the copy then; the array
     # returned has the same values and memory layout as SimpleImputer's copy.
+    # A frame of float columns is validated as its values, its column names checked apart:
+    # scikit-learn inspects a frame's dtypes column by column, 0.3 s per call at 20,531 genes,
+    # 4 s of a 28 s outer fold of the pan-cancer shape.
     def fit(self, X, y=None):
         saved, self.copy = self.copy, False  # fit is never concurrent on one estimator
         try:
-            return super().fit(X, y)
+            if not _float_frame(X):
+                return super().fit(X, y)
+            super().fit(X.to_numpy(), y)
+            _check_feature_names(self, X, reset=True)  # the frame's names, as fitting on it keeps them
+            return self
         finally:
             self.copy = saved
 
@@ -433,7 +440,15 @@ class MedianImputer(SimpleImputer):
             return super().transform(X)
         uncopied = copy.copy(self)  # transform may be concurrent (the server): self stays as it is
         uncopied.copy = False
+        if _float_frame(X):
+            _check_feature_names(self, X, reset=False)  # raises on other names, as transforming the frame would
+            uncopied.__dict__.pop("feature_names_in_", None)
+            X = X.to_numpy()
         return SimpleImputer.transform(uncopied, X)
+
+
+def _float_frame(X):
+    return isinstance(X, pd.DataFrame) and set(X.dtypes) == {np.dtype(np.float64)}
 
 
 def _all_finite_floats(X):
