@@ -20,6 +20,7 @@ predict(X) is the log partial hazard (X - mean_) @ coef_, and S(t | x) = exp(-H0
 with Breslow's baseline H0 on the training risks, as before; only arrays are kept after fit.
 """
 
+import functools
 import warnings
 
 import numpy as np
@@ -119,6 +120,13 @@ class CoxPH(_SurvivalMixin, BaseEstimator):
         coef[:, order] = model.coef_
         return coef
 
+    def compile_jit(self, shape):
+        """Compile skglm's Cox solver in this process now if a fit on inputs of `shape` uses it
+        (more genes than samples, l1_ratio > 0), before a fold's copies exist: see
+        metasig.learn.nested_cv.compile_jit."""
+        if float(self.l1_ratio) > 0 and shape[1] > shape[0]:
+            compile_cox_solver()
+
     def _set_fitted(self, risks, y, coef, mean, n_features):
         from sksurv.linear_model.coxph import BreslowEstimator
 
@@ -179,6 +187,13 @@ def _centred_product(X, mean, coef):
     for start in range(0, len(X), rows):
         out[start : start + rows] = (X[start : start + rows] - mean) @ coef
     return out
+
+
+@functools.cache
+def compile_cox_solver():
+    """_skglm_cox_path compiled by numba in this process, on a tiny problem (once per process)."""
+    rng = np.random.default_rng(0)
+    _skglm_cox_path(rng.normal(size=(8, 10)), np.arange(1.0, 9.0), np.arange(8) % 2 == 0, [0.1], 0.5, 1e-6)
 
 
 def _skglm_cox_path(Z, time, event, penalizers, l1_ratio, tol):

@@ -283,9 +283,9 @@ class ElasticNetClassifier(ClassifierMixin, BaseEstimator):
             coef, intercept = self._fit_arrays(X, y, classes)
         return self._set_fitted(classes, coef, intercept)
 
-    def compile_jit(self):
-        """Compile skglm's solver in this process now, if this estimator uses it (l1_ratio > 0); see
-        compile_solver."""
+    def compile_jit(self, shape):
+        """Compile skglm's solver in this process now if a fit on inputs of `shape` uses it
+        (l1_ratio > 0, any shape); see compile_solver."""
         if float(self.l1_ratio) > 0:
             compile_solver()
 

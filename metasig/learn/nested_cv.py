@@ -127,15 +127,16 @@ def _grids(param_grid):
     return param_grid if isinstance(param_grid, list) else [param_grid or {}]
 
 
-def compile_jit(pipeline, param_grid):
-    """Have the job's estimators compile their JIT code (skglm's solver: `compile_jit`) in this
-    process before a fold copies its data: compiled beside a fold's copies, a worker's peak memory
-    was 160 MiB higher (metasig.learn.linear.compile_solver). Each compiles once per process."""
+def compile_jit(pipeline, param_grid, shape):
+    """Have the job's estimators compile the JIT code (skglm's solvers) a fit on inputs of `shape`
+    (samples, features) would use, in this process, before a fold copies its data: compiled beside
+    a fold's copies, a worker's peak memory was 160 MiB higher (metasig.learn.linear.compile_solver).
+    Each compiles once per process."""
     for candidate in ParameterGrid(param_grid or {}):
         estimator = candidate.get("model", pipeline[-1])
         if hasattr(estimator, "compile_jit"):
             own = {k[len("model__") :]: v for k, v in candidate.items() if k.startswith("model__")}
-            clone(estimator).set_params(**own).compile_jit()
+            clone(estimator).set_params(**own).compile_jit(shape)
 
 
 def _logged(fn, *args):
@@ -217,7 +218,7 @@ def _frame(X):
 
 def _fit(pipeline, param_grid, X, y, task_kind, cv, seed, groups=None, rows=None):
     """(fitted pipeline, best parameters) on X's rows `rows` (default all), whose labels are y."""
-    compile_jit(pipeline, param_grid)
+    compile_jit(pipeline, param_grid, (len(y), X.shape[1]))
     candidates = ParameterGrid(param_grid or {})
     if len(candidates) <= 1:  # nothing to tune: skip the inner CV
         best = dict(candidates[0]) if len(candidates) else {}

@@ -212,3 +212,26 @@ def test_the_inner_search_standardises_its_own_split_in_place(monkeypatch):
     assert overwritten == [False, False, True, True]  # each split's rows, once large enough
     assert results[1000][0] == results[10**9][0]
     np.testing.assert_allclose(results[1000][1], results[10**9][1], rtol=0, atol=1e-10)
+
+
+def test_compile_jit_compiles_skglm_only_where_a_fit_would_use_it(monkeypatch):
+    """skglm's Cox solver serves elastic-net fits with more genes than samples: only those compile
+    it ahead of a fold (metasig.learn.nested_cv.compile_jit)."""
+    from metasig.learn import cox
+
+    compiled = []
+    monkeypatch.setattr(cox, "compile_cox_solver", lambda: compiled.append(True))
+    CoxPH(l1_ratio=0.5).compile_jit((100, 20_000))
+    assert len(compiled) == 1
+    CoxPH(l1_ratio=0.0).compile_jit((100, 20_000))  # ridge: Newton in the kernel form
+    CoxPH(l1_ratio=0.5).compile_jit((1_000, 200))  # Coxnet
+    assert len(compiled) == 1
+
+
+def test_compile_cox_solver_leaves_fits_as_they_were():
+    from metasig.learn import cox
+
+    X, y = survival_data(n=30, p=60, seed=4)
+    before = CoxPH(penalizer=0.1, l1_ratio=0.5).fit(X, y).coef_
+    cox.compile_cox_solver()
+    np.testing.assert_array_equal(CoxPH(penalizer=0.1, l1_ratio=0.5).fit(X, y).coef_, before)
