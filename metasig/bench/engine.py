@@ -105,7 +105,7 @@ def run_engine(name, spec, rundir, pythonpath, args, case, say, label):
             say(
                 f"done   {label} [{name}] in {result['wall_s']:.1f} s (fit {result['fit_s']:.1f} s, "
                 f"{report.headline(case.kind)} {result['metric']:.3f}, permuted {result['permuted']:.3f}, "
-                f"RSS {result['peak_rss_mb']:.0f} MB, PSS {result['peak_pss_mb']:.0f} MB)"
+                f"RSS {result['peak_rss_mb']:.0f} MiB, PSS {result['peak_pss_mb']:.0f} MiB)"
             )
         else:
             say(f"FAILED {label} [{name}]: {result['status']} after {result['wall_s']:.0f} s")
@@ -264,11 +264,12 @@ def notes(args, today_note):
         "metric: metasig's headline estimate (ROC-AUC, macro one-vs-rest for multiclass, or Harrell's C) and the "
         "permuted control's; 'metric difference' = metasig - reference, mean over the compared splits' "
         "per-fold metric (from predictions.tsv).",
-        "peak RSS / PSS: the job's process tree (joblib workers included), RSS sampled every 0.2 s (or the "
+        "peak RSS / PSS (MiB): the job's process tree (joblib workers included), RSS sampled every 0.2 s (or the "
         "main process's ru_maxrss if larger), PSS at each new RSS high and at least every second; PSS counts "
         "a page shared by workers once.",
         "Targets (issue 12): wall <= 10 min (a, d) / 5 min (b, c) for ALL-genes jobs at full size; >= 10x "
-        "today; >= 5x reference; |metric difference| <= 0.01; permuted 0.5 +/- 0.1; peak PSS < 2 GB. "
+        "today; >= 5x reference; |metric difference| <= 0.01; permuted 0.5 +/- 0.1; "
+        "peak PSS < 2 GB (2,000 MB = 1,907 MiB). "
         "'yes (k of n measured)': every target measured here was met; unmeasured ones (—) are not claimed.",
     ]
 

@@ -268,3 +268,21 @@ def test_tree_memory_of_a_real_child_counts_what_it_holds():
     finally:
         child.kill()
         child.wait()
+
+
+def test_the_memory_target_is_2_gb_in_si_units_and_memory_is_shown_in_mib():
+    """Under 2 GB: 2,000,000,000 bytes, 1,907 MiB; a job at 1,950 MiB (2,045 MB) misses it."""
+    for pss_mib, met in ((1_900, True), (1_950, False)):
+        metasig = {
+            "status": "ok",
+            "wall_s": 20.0,
+            "fit_s": 18.0,
+            "metric": 0.8,
+            "permuted": 0.5,
+            "peak_pss_mb": pss_mib,
+        }
+        row = {"case": "a", "group": "ALL", "quick": False, "shape": [1218, 20530], "model": "elasticnet"}
+        row.update(metasig=metasig, today=None, reference=None)
+        engine_report.compare(row)
+        assert row["targets"]["peak memory < 2 GB"] is met
+        assert engine_report.table_rows([row])[0]["peak PSS"] == f"{pss_mib:,} MiB"
