@@ -91,7 +91,8 @@ def run_tasks(tasks, backend, n_jobs=1):
     with threadpool_limits(limits=1):  # n_jobs single-threaded fits use n_jobs cores
         if backend == "threading":
             return Parallel(n_jobs=n_jobs, backend=backend)(delayed(task)() for task in tasks)
-        runs = Parallel(n_jobs=n_jobs, backend=backend)(delayed(_logged)(task) for task in tasks)
+        # in order as they finish, so a worker's fold reaches the job's log then, not at the end
+        runs = Parallel(n_jobs=n_jobs, backend=backend, return_as="generator")(delayed(_logged)(t) for t in tasks)
         return [_replay(result, records) for result, records in runs]
 
 

@@ -87,6 +87,36 @@ def test_outer_folds_in_worker_processes_give_the_same_predictions_and_logs(kind
     assert len(folds) == 6 and any(r.processName != "MainProcess" for r in folds)
 
 
+def test_a_worker_fold_reaches_the_jobs_log_when_it_finishes_not_at_the_end(tmp_path):
+    """The last task waits (up to 2 minutes) for the first task's log record to reach the job:
+    replayed only when the pool returns, it would never see it."""
+    import logging
+    import time
+
+    from metasig.learn.nested_cv import run_tasks
+
+    seen = tmp_path / "seen"
+
+    def first():
+        logging.getLogger("metasig.test_progress").info("first fold done")
+        return "first"
+
+    def last():
+        deadline = time.monotonic() + 120
+        while not seen.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return seen.exists()
+
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.touch() if record.getMessage() == "first fold done" else None
+    logger = logging.getLogger("metasig.test_progress")
+    logger.addHandler(handler)
+    try:
+        assert run_tasks([first, last], "loky", n_jobs=2) == ["first", True]
+    finally:
+        logger.removeHandler(handler)
+
+
 def test_models_that_release_the_gil_keep_their_outer_folds_in_threads():
     from metasig.learn import nested_cv as module
     from metasig.learn.models import build
