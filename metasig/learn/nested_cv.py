@@ -120,12 +120,9 @@ def parallel_backend(pipeline, param_grid, shape, n_jobs):
     """ "threading" or "loky" (processes) for the outer folds; the result is the same either way."""
     if n_jobs == 1 or shape[0] * shape[1] < PROCESS_MIN_VALUES:
         return "threading"
-    estimators = [pipeline[-1], *(e for g in _grids(param_grid) for e in g.get("model", []))]
+    grids = param_grid if isinstance(param_grid, list) else [param_grid]
+    estimators = [pipeline[-1], *(e for g in grids for e in g.get("model", []))]
     return "threading" if all(type(e).__name__ in RELEASES_GIL for e in estimators) else "loky"
-
-
-def _grids(param_grid):
-    return param_grid if isinstance(param_grid, list) else [param_grid or {}]
 
 
 def compile_jit(pipeline, param_grid, shape):
