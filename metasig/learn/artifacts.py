@@ -44,6 +44,7 @@ KNOWN_FILES = (FEATURES, PREPROCESSING, "model.json", "baseline_hazard.json", "c
 # that every type our pipelines produce is listed here.
 TRUSTED_TYPES = [
     "metasig.learn.linear.ElasticNetClassifier",
+    "metasig.learn.logistic.SpanLogisticRegression",
     "metasig.learn.preprocess.ChunkedStandardScaler",
     "metasig.learn.preprocess.ColumnSubset",
     "metasig.learn.preprocess.CoxScoreSelector",

@@ -111,6 +111,7 @@ RELEASES_GIL = (
     "SGDClassifier",
     "SpanSGDClassifier",
     "LogisticRegression",
+    "SpanLogisticRegression",
     "SVMClassifier",
 )
 PROCESS_MIN_VALUES = 2_000_000  # samples x features

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import SGDClassifier
 
-from metasig.learn import sgd
+from metasig.learn import span
 from metasig.learn.sgd import SpanSGDClassifier
 
 SETTINGS = dict(loss="modified_huber", max_iter=20, tol=None, class_weight="balanced", random_state=3)
@@ -36,8 +36,8 @@ def test_grid_shares_one_span_and_equals_individual_fits(monkeypatch):
     X, y = wide(n_classes=3, seed=5)
     X_valid = wide(n=25, n_classes=3, seed=6)[0]
     calls = []
-    real = sgd._row_space
-    monkeypatch.setattr(sgd, "_row_space", lambda A: calls.append(A.shape) or real(A))
+    real = span._row_space
+    monkeypatch.setattr(span, "_row_space", lambda A: calls.append(A.shape) or real(A))
     alphas = [1e-4, 1e-3, 1e-2]
     grid = SpanSGDClassifier(**SETTINGS).grid_predictions(X, y, X_valid, [{"alpha": a} for a in alphas])
     assert calls == [X.shape]
@@ -49,7 +49,7 @@ def test_grid_shares_one_span_and_equals_individual_fits(monkeypatch):
 def test_outside_the_span_it_is_sgd_itself(shape, penalty, monkeypatch):
     """No more genes than samples, or a penalty with an L1 part (its iterates leave the span): the
     fit is scikit-learn's, bit for bit, and no span is computed."""
-    monkeypatch.setattr(sgd, "_row_space", lambda A: pytest.fail("span computed"))
+    monkeypatch.setattr(span, "_row_space", lambda A: pytest.fail("span computed"))
     X, y = wide(n=shape[0], p=shape[1], n_classes=3, seed=7)
     params = dict(alpha=1e-3, penalty=penalty, **SETTINGS)
     ours, theirs = SpanSGDClassifier(**params).fit(X, y), SGDClassifier(**params).fit(X, y)

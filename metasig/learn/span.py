@@ -1,0 +1,47 @@
+"""Linear classifiers fitted in the samples' span when genes outnumber samples.
+
+With an L2 penalty the loss sees only X w = Z (V^T w) (linear._row_space: X = Z V^T, V with
+orthonormal columns spanning X's rows), so a fit on the n columns of Z, mapped back by w = V beta,
+is the fit on the p genes at n/p of the cost."""
+
+import functools
+
+import numpy as np
+from sklearn.base import clone
+
+from metasig.learn.linear import _row_space
+
+
+class InSpan:
+    """Mixin, before a scikit-learn linear classifier in the bases: its fit runs in the span where
+    `_in_span(X, fit_params)` says it may, and a grid of candidates shares one span."""
+
+    def _fit_in_span(self, X, y, **fit_params):
+        span = _row_space(np.asarray(X, dtype=np.float64)) if self._in_span(X, fit_params) else None
+        if span is None:
+            return super().fit(X, y, **fit_params)
+        X, (Z, M) = np.asarray(X, dtype=np.float64), span
+        super().fit(Z, y, **fit_params)
+        self.coef_ = (self.coef_ @ M.T) @ X  # w = V beta with V = X^T M
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def grid_predictions(self, X, y, X_valid, candidates):
+        """predict_proba(X_valid) of a fit per candidate (dicts of this estimator's parameters), in
+        candidate order; the span is computed once for all of them."""
+        X = np.asarray(X, dtype=np.float64)
+
+        @functools.cache
+        def span():  # (Z, Z_valid), or None where X has no more genes than samples
+            found = _row_space(X)
+            return None if found is None else (found[0], (np.asarray(X_valid, dtype=np.float64) @ X.T) @ found[1])
+
+        out = []
+        for params in candidates:
+            model = clone(self).set_params(**params)
+            if not model._in_span(X, {}) or span() is None:
+                out.append(model.fit(X, y).predict_proba(X_valid))
+            else:  # fitted and scored in the span's coordinates: X_valid w = (X_valid V) beta
+                Z, Z_valid = span()
+                out.append(super(InSpan, model).fit(Z, y).predict_proba(Z_valid))
+        return out
