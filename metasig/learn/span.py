@@ -8,6 +8,7 @@ import functools
 
 import numpy as np
 from sklearn.base import clone
+from sklearn.utils.validation import _check_feature_names
 
 from metasig.learn.linear import _row_space
 
@@ -17,13 +18,15 @@ class InSpan:
     `_in_span(X, fit_params)` says it may, and a grid of candidates shares one span."""
 
     def _fit_in_span(self, X, y, **fit_params):
-        span = _row_space(np.asarray(X, dtype=np.float64)) if self._in_span(X, fit_params) else None
+        values = np.asarray(X, dtype=np.float64) if self._in_span(X, fit_params) else None
+        span = None if values is None else _row_space(values)
         if span is None:
             return super().fit(X, y, **fit_params)
-        X, (Z, M) = np.asarray(X, dtype=np.float64), span
+        Z, M = span
         super().fit(Z, y, **fit_params)
-        self.coef_ = (self.coef_ @ M.T) @ X  # w = V beta with V = X^T M
-        self.n_features_in_ = X.shape[1]
+        self.coef_ = (self.coef_ @ M.T) @ values  # w = V beta with V = X^T M
+        self.n_features_in_ = values.shape[1]
+        _check_feature_names(self, X, reset=True)  # a frame's gene names, as a fit on X keeps them
         return self
 
     def grid_predictions(self, X, y, X_valid, candidates):

@@ -1,7 +1,10 @@
 """Linear classifiers in the samples' span (metasig.learn.span): linear_sweep's SGD member and the
 logistic kind are scikit-learn's own models on the genes, at n/p of the cost."""
 
+import warnings
+
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression, SGDClassifier
 
@@ -93,3 +96,17 @@ def test_outside_the_span_it_is_scikit_learns_model_itself(model, shape, params,
     assert np.array_equal(ours.coef_, theirs.coef_) and np.array_equal(ours.intercept_, theirs.intercept_)
     (out,) = ours_cls(**settings).grid_predictions(X, y, X[:10], [{name: settings[name]}])
     assert np.array_equal(out, theirs.predict_proba(X[:10]))
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_a_frame_s_gene_names_are_kept_as_by_a_fit_on_the_genes(model):
+    ours_cls, theirs_cls, settings, *_ = MODELS[model]
+    X, y = wide(n_classes=2, seed=1)
+    frame = pd.DataFrame(X, columns=[f"gene/{j}" for j in range(X.shape[1])])
+    ours, theirs = ours_cls(**settings).fit(frame, y), theirs_cls(**settings).fit(frame, y)
+    assert list(ours.feature_names_in_) == list(theirs.feature_names_in_)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # scikit-learn warns when names are missing on either side
+        ours.predict_proba(frame)
+    with pytest.raises(ValueError, match="feature names"):
+        ours.predict_proba(frame.rename(columns={"gene/0": "other"}))
