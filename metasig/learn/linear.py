@@ -28,6 +28,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.validation import check_is_fitted
 
+from metasig.learn import span
+
 # Genes the solver is given at once: wider inputs start from this many (the current support, else
 # the genes with the largest gradient) and grow by at least as many.
 WORKING_SET = 1000
@@ -144,7 +146,7 @@ class ElasticNetClassifier(ClassifierMixin, BaseEstimator):
 
     def _fit_arrays(self, X, y, classes, start=None, row_space=None):
         """(coef (n_models, p), intercept (n_models,)) for self's parameters, from `start`;
-        row_space: a function giving _row_space(X), so that a path computes it once."""
+        row_space: a function giving span.row_space(X), so that a path computes it once."""
         K, p = len(classes), X.shape[1]
         raw = np.ones(len(y)) if self.class_weight is None else compute_sample_weight(self.class_weight, y)
         weights, alpha = raw / raw.sum(), 1.0 / (float(self.C) * raw.sum())
@@ -247,10 +249,10 @@ class ElasticNetClassifier(ClassifierMixin, BaseEstimator):
     def _fit_l2(self, X, y, raw, alpha, n_models, start, row_space=None):
         """The l1_ratio = 0 problem by L-BFGS: LogisticRegression's objective C * sum_i s_i loss_i
         + |w|^2 / 2 is this one, and its tol is on the same normalised gradient. With more genes
-        than samples it is solved in the samples' span (row_space: see _row_space), exactly the
+        than samples it is solved in the samples' span (row_space: see span.row_space), exactly the
         same objective on n features instead of p: on 149 x 22,283 with 7 classes an 8-penalty
         path took 0.3 s there, 16.1 s on the genes."""
-        basis = row_space() if row_space is not None else _row_space(X)
+        basis = row_space() if row_space is not None else span.row_space(X)
         model = LogisticRegression(
             C=float(self.C),
             tol=float(self.tol) * alpha,  # LogisticRegression's objective is normalised as ours
@@ -310,7 +312,7 @@ class ElasticNetClassifier(ClassifierMixin, BaseEstimator):
         X, y, classes = self._prepare(X, y)
         X_valid = np.asarray(X_valid, dtype=np.float64)
         out = [None] * len(candidates)
-        row_space = functools.cache(lambda: _row_space(X))  # shared by every L2 path of the grid
+        row_space = functools.cache(lambda: span.row_space(X))  # shared by every L2 path of the grid
         with threadpool_limits(limits=int(self.n_jobs or 1), user_api="blas"):
             for members in groups.values():
                 start = None
@@ -359,24 +361,6 @@ def _problem(weights, offset, alpha, l1_ratio):
     from skglm.utils.jit_compilation import compiled_clone
 
     return compiled_clone(WeightedLogistic(weights, offset)), compiled_clone(L1_plus_L2(alpha, l1_ratio))
-
-
-def _row_space(X):
-    """(Z, M) with X = Z V^T, V = X^T M having orthonormal columns spanning X's rows, or None when
-    X has no more columns than rows. An L2-penalised linear model's loss sees only X w = Z (V^T w),
-    and its optimal w lies in that span (any part outside adds to the penalty only), so it is the
-    fit on the n columns of Z, w = V beta; V is never formed (w = (beta M^T) X). From the
-    eigendecomposition X X^T = U diag(s^2) U^T: Z = U s, M = U / s, directions with s^2 below
-    1e-12 of the largest dropped (they hold X's rounding errors, not its rows)."""
-    n, p = X.shape
-    if p <= n:
-        return None
-    values, vectors = np.linalg.eigh(X @ X.T)
-    keep = values > values.max() * 1e-12
-    if not keep.any():
-        return None
-    s = np.sqrt(values[keep])
-    return vectors[:, keep] * s, vectors[:, keep] / s
 
 
 def _best_common_shift(coef, l1_ratio):

@@ -1,6 +1,6 @@
 """Linear classifiers fitted in the samples' span when genes outnumber samples.
 
-With an L2 penalty the loss sees only X w = Z (V^T w) (linear._row_space: X = Z V^T, V with
+With an L2 penalty the loss sees only X w = Z (V^T w) (row_space: X = Z V^T, V with
 orthonormal columns spanning X's rows), so a fit on the n columns of Z, mapped back by w = V beta,
 is the fit on the p genes at n/p of the cost."""
 
@@ -10,8 +10,6 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.utils.validation import _check_feature_names
 
-from metasig.learn.linear import _row_space
-
 
 class InSpan:
     """Mixin, before a scikit-learn linear classifier in the bases: its fit runs in the span where
@@ -19,7 +17,7 @@ class InSpan:
 
     def _fit_in_span(self, X, y, **fit_params):
         values = np.asarray(X, dtype=np.float64) if self._in_span(X, fit_params) else None
-        span = None if values is None else _row_space(values)
+        span = None if values is None else row_space(values)
         if span is None:
             return super().fit(X, y, **fit_params)
         Z, M = span
@@ -36,7 +34,7 @@ class InSpan:
 
         @functools.cache
         def span():  # (Z, Z_valid), or None where X has no more genes than samples
-            found = _row_space(X)
+            found = row_space(X)
             return None if found is None else (found[0], (np.asarray(X_valid, dtype=np.float64) @ X.T) @ found[1])
 
         out = []
@@ -48,3 +46,21 @@ class InSpan:
                 Z, Z_valid = span()
                 out.append(super(InSpan, model).fit(Z, y).predict_proba(Z_valid))
         return out
+
+
+def row_space(X):
+    """(Z, M) with X = Z V^T, V = X^T M having orthonormal columns spanning X's rows, or None when
+    X has no more columns than rows. An L2-penalised linear model's loss sees only X w = Z (V^T w),
+    and its optimal w lies in that span (any part outside adds to the penalty only), so it is the
+    fit on the n columns of Z, w = V beta; V is never formed (w = (beta M^T) X). From the
+    eigendecomposition X X^T = U diag(s^2) U^T: Z = U s, M = U / s, directions with s^2 below
+    1e-12 of the largest dropped (they hold X's rounding errors, not its rows)."""
+    n, p = X.shape
+    if p <= n:
+        return None
+    values, vectors = np.linalg.eigh(X @ X.T)
+    keep = values > values.max() * 1e-12
+    if not keep.any():
+        return None
+    s = np.sqrt(values[keep])
+    return vectors[:, keep] * s, vectors[:, keep] / s

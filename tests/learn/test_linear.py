@@ -5,7 +5,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.utils.class_weight import compute_sample_weight
 
-from metasig.learn import linear
+from metasig.learn import linear, span
 from metasig.learn.linear import ElasticNetClassifier
 
 
@@ -184,7 +184,7 @@ def test_l2_with_more_genes_than_samples_solved_in_the_samples_span(n_classes, C
     """Same optimum as scikit-learn's lbfgs on the genes themselves; a path finds the span once."""
     X, y = data(n=40, p=150, n_classes=n_classes, seed=6)
     calls = []
-    monkeypatch.setattr(linear, "_row_space", lambda X, f=linear._row_space: calls.append(1) or f(X))
+    monkeypatch.setattr(span, "row_space", lambda X, f=span.row_space: calls.append(1) or f(X))
     ours = ElasticNetClassifier(C=C, l1_ratio=0.0, tol=1e-10).fit(X, y)
     ref = LogisticRegression(C=C, class_weight="balanced", tol=1e-10, max_iter=100000).fit(X, y)
     assert np.allclose(ours.coef_, ref.coef_, atol=1e-6) and np.allclose(ours.intercept_, ref.intercept_, atol=1e-6)
