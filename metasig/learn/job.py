@@ -17,6 +17,7 @@ import pandas as pd
 
 from metasig import io
 from metasig.config import schema_defaults
+from metasig.learn import oob
 from metasig.learn.metrics import bootstrap_ci, metric_fn_for
 from metasig.learn.metrics_file import write_metrics
 from metasig.learn.nested_cv import final_fit, outer_fold_tasks, parallel_backend, run_tasks
@@ -107,6 +108,8 @@ def train(
             if constant_within(y, groups)
             else "labels permuted freely across samples (they vary within groups), folds still grouped",
         )
+    if oob.applies(pipeline, grid, groups):
+        log.info("tuning: each candidate forest is fitted once per training part and scored out of bag")
     log.info("final fit on all %d samples, beside the folds", len(y))
     # One pool for the three parts, so no core idles while a part waits for its slowest fold; the
     # longest tasks first (the final fit, then the permuted folds, which fit noise more slowly).

@@ -21,7 +21,7 @@ from sklearn.model_selection import ParameterGrid
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
-from metasig.learn import metrics
+from metasig.learn import metrics, oob
 from metasig.learn.search import refit, search
 from metasig.learn.splits import inner_splits, outer_splits, strata  # noqa: F401 (strata: imported from here)
 
@@ -222,6 +222,8 @@ def _fit(pipeline, param_grid, X, y, task_kind, cv, seed, groups=None, rows=None
     if len(candidates) <= 1:  # nothing to tune: skip the inner CV
         best = dict(candidates[0]) if len(candidates) else {}
         return refit(pipeline, best, X, y) if rows is None else refit(pipeline, best, X.iloc[rows], y, True), best
+    if oob.applies(pipeline, param_grid, groups):
+        return oob.search(pipeline, param_grid, X if rows is None else X.iloc[rows], y, task_kind)
     splits = inner_splits(y, task_kind, cv, seed, groups)
     return search(pipeline, param_grid, X, y, task_kind, splits, rows=rows)
 

@@ -50,7 +50,7 @@ def search(pipeline, param_grid, X, y, task_kind, splits, rows=None):
                     estimator = clone(estimator).set_params(copy_X=False)  # X_train's last use: its own copy
                 outputs = _outputs(estimator, X_train, y[train], X_valid, [params for _, params in group])
                 for (i, _), output in zip(group, outputs):
-                    scores[i, s] = _score(task_kind, y[train], y[valid], output)
+                    scores[i, s] = score_output(task_kind, y[train], y[valid], output)
             del X_train, X_valid  # before the next split's copies: at 20,000 genes 160 MB per worker
     means = scores.mean(axis=1)
     if np.isnan(means).all():
@@ -138,7 +138,7 @@ def _outputs(estimator, X_train, y_train, X_valid, candidates):
         try:
             return estimator.grid_predictions(X_train, y_train, X_valid, candidates)
         except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
-            _warn_failed(estimator, "all candidates", exc)
+            warn_failed(estimator, "all candidates", exc)
             return [None] * len(candidates)
     outputs = []
     for params in candidates:
@@ -146,18 +146,18 @@ def _outputs(estimator, X_train, y_train, X_valid, candidates):
             model = clone(estimator).set_params(**params).fit(X_train, y_train)
             outputs.append(model.predict_proba(X_valid) if hasattr(model, "predict_proba") else model.predict(X_valid))
         except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
-            _warn_failed(estimator, params, exc)
+            warn_failed(estimator, params, exc)
             outputs.append(None)
     return outputs
 
 
-def _warn_failed(estimator, params, exc):
-    message = f"{type(estimator).__name__} {params}: fit failed on an inner fold ({exc}); it scores NaN"
+def warn_failed(estimator, params, exc, where="on an inner fold"):
+    message = f"{type(estimator).__name__} {params}: fit failed {where} ({exc}); it scores NaN"
     log.warning(message)
     warnings.warn(message, RuntimeWarning, stacklevel=3)
 
 
-def _score(task_kind, y_train, y_valid, output):
+def score_output(task_kind, y_train, y_valid, output):
     """The score GridSearchCV would give: ROC-AUC of P(positive), one-vs-rest macro ROC-AUC over
     the training classes, or Harrell's C of the risk. NaN where it is undefined."""
     if output is None:

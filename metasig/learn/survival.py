@@ -89,6 +89,7 @@ class XGBoostCox(_SurvivalMixin, BaseEstimator):
         reg_lambda=1.0,
         reg_alpha=0.0,
         tree_method="hist",
+        max_bin=256,
         random_state=0,
         n_jobs=1,
         device="cpu",
@@ -102,6 +103,7 @@ class XGBoostCox(_SurvivalMixin, BaseEstimator):
         self.reg_lambda = reg_lambda
         self.reg_alpha = reg_alpha
         self.tree_method = tree_method
+        self.max_bin = max_bin
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.device = device

@@ -99,7 +99,9 @@ def _train_matrix(X, label, weight, params):
     import xgboost as xgb
 
     if params.get("tree_method") in ("hist", None, "auto"):
-        return xgb.QuantileDMatrix(as_float32(X), label=label, weight=weight, nthread=params["n_jobs"])
+        return xgb.QuantileDMatrix(
+            as_float32(X), label=label, weight=weight, nthread=params["n_jobs"], max_bin=params.get("max_bin", 256)
+        )
     return xgb.DMatrix(as_float32(X), label=label, weight=weight, nthread=params["n_jobs"])
 
 
@@ -151,6 +153,7 @@ def _group_key(params, label, weight):
         rest,
         quantile,
         params["n_jobs"] if quantile else None,
+        params.get("max_bin", 256) if quantile else None,
         np.asarray(label).tobytes(),
         None if weight is None else np.asarray(weight).tobytes(),
     )
@@ -182,6 +185,7 @@ class XGBoostClassifier(ClassifierMixin, BaseEstimator):
         gamma=0.0,
         scale_pos_weight="auto",
         tree_method="hist",
+        max_bin=256,
         random_state=0,
         n_jobs=1,
         device="cpu",
@@ -197,6 +201,7 @@ class XGBoostClassifier(ClassifierMixin, BaseEstimator):
         self.gamma = gamma
         self.scale_pos_weight = scale_pos_weight
         self.tree_method = tree_method
+        self.max_bin = max_bin
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.device = device

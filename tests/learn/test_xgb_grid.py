@@ -142,3 +142,21 @@ def test_predictions_do_not_depend_on_n_jobs(n_classes):
         XGBoostClassifier(n_estimators=10, n_jobs=n).fit(X[:133], y[:133]).predict_proba(X[133:]) for n in (1, 2)
     )
     np.testing.assert_array_equal(one, two)
+
+
+@pytest.mark.parametrize("task", ["multiclass", "survival"])
+def test_grid_over_max_bin_bins_each_candidate_as_a_separate_fit_does(task):
+    """max_bin decides the training matrix: candidates with other bins may not share one."""
+    X, X_valid, targets = data()
+    y, cls = targets[task]
+    grid = list(ParameterGrid({"max_bin": [8, 64], "n_estimators": [3, 7]}))
+    outputs = cls(random_state=3).grid_predictions(X, y, X_valid, grid)
+    for candidate, out in zip(grid, outputs):
+        np.testing.assert_array_equal(out, separate(cls(random_state=3), X, y, X_valid, candidate))
+    assert not np.array_equal(outputs[1], outputs[3])  # 8 bins and 64 give other trees
+    coarse = cls(n_estimators=7, max_bin=8).fit(X, y)
+    if task == "multiclass":
+        y_enc = np.searchsorted(coarse.classes_, y)
+        ref = xgb.XGBClassifier(**coarse.xgb_params_)
+        ref.fit(X.astype(np.float32), y_enc, sample_weight=compute_sample_weight("balanced", y_enc))
+        np.testing.assert_array_equal(coarse.predict_proba(X_valid), ref.predict_proba(X_valid.astype(np.float32)))

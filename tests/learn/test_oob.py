@@ -1,0 +1,79 @@
+"""Forests tuned out of bag: one fit per candidate, the best out-of-bag score, no inner folds; the
+inner folds still tune them when samples are grouped or the user turns oob_score off."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from metasig.learn import nested_cv as ncv
+from metasig.learn import oob
+from metasig.learn.models import build
+from metasig.learn.search import refit
+
+FOREST = {"kind": "random_forest", "params": {"n_estimators": 40}, "search": {"max_features": [3], "min_samples_leaf": [60, 20, 1]}}
+
+
+def data(task="binary", n=150, p=10, seed=3):
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame(rng.normal(size=(n, p)), columns=[f"g{i}" for i in range(p)])
+    signal = X["g0"] + 0.5 * X["g1"] + rng.normal(scale=0.8, size=n)
+    if task == "binary":
+        return X, (signal > 0.5).astype(int).to_numpy()
+    return X, np.array(["a", "b", "c"])[np.digitize(signal, [-0.5, 0.5])]
+
+
+def test_applies_to_bootstrap_forests_keeping_their_oob_score_on_ungrouped_samples():
+    pipeline, grid = build(FOREST, "binary", {}, "none", 0)
+    assert oob.applies(pipeline, grid, None)
+    assert not oob.applies(pipeline, grid, np.arange(10))  # grouped: a bootstrap draws samples, not patients
+    off, off_grid = build({**FOREST, "params": {"oob_score": False}}, "binary", {}, "none", 0)
+    assert not oob.applies(off, off_grid, None)
+    mixed, mixed_grid = build({**FOREST, "search": {"bootstrap": [True, False]}}, "binary", {}, "none", 0)
+    assert not oob.applies(mixed, mixed_grid, None)  # one candidate could not score itself
+    xgb, xgb_grid = build({"kind": "xgboost"}, "binary", {}, "none", 0)
+    assert not oob.applies(xgb, xgb_grid, None)
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass"])
+def test_search_returns_the_fitted_candidate_with_the_best_out_of_bag_score(task):
+    X, y = data(task)
+    pipeline, grid = build(FOREST, task, {}, "none", 0)
+    model, best = oob.search(pipeline, grid, X, y, task)
+    scores = {}
+    for leaf in FOREST["search"]["min_samples_leaf"]:
+        fitted = refit(pipeline, {"model__max_features": 3, "model__min_samples_leaf": leaf}, X, y)
+        proba = fitted[-1].oob_decision_function_
+        scores[leaf] = roc_auc_score(y, proba[:, 1]) if task == "binary" else roc_auc_score(y, proba, multi_class="ovr")
+    assert max(scores, key=scores.get) != 60  # not the first candidate, so the choice means something
+    assert len(set(scores.values())) == 3
+    assert best == {"model__max_features": 3, "model__min_samples_leaf": max(scores, key=scores.get)}
+    again = refit(pipeline, best, X, y)  # the returned model is that candidate fitted on all of X
+    np.testing.assert_array_equal(model.predict_proba(X), again.predict_proba(X))
+
+
+def test_nested_cv_tunes_forests_out_of_bag_and_grouped_ones_on_inner_folds(monkeypatch):
+    X, y = data()
+    pipeline, grid = build(FOREST, "binary", {}, "none", 0)
+    cv = {"outer_folds": 3, "outer_repeats": 1, "inner_folds": 3}
+    inner, bagged = [], []
+    monkeypatch.setattr(ncv, "search", lambda *a, **k: inner.append(1) or _real_search(*a, **k))
+    monkeypatch.setattr(oob, "search", lambda *a, **k: bagged.append(1) or _real_oob(*a, **k))
+    ncv.nested_cv(pipeline, grid, X, y, "binary", cv, seed=0)
+    assert (len(inner), len(bagged)) == (0, 3)
+    groups = np.repeat(np.arange(len(y) // 2), 2)
+    ncv.nested_cv(pipeline, grid, X, y, "binary", {**cv, "group_by": "g"}, seed=0, groups=groups)
+    assert (len(inner), len(bagged)) == (3, 3)
+
+
+_real_search, _real_oob = ncv.search, oob.search
+
+
+def test_a_forest_on_permuted_labels_tuned_out_of_bag_stays_at_chance():
+    X, y = data(n=240)
+    y = np.random.default_rng(0).permutation(y)
+    pipeline, grid = build(FOREST, "binary", {}, "none", 0)
+    cv = {"outer_folds": 4, "outer_repeats": 2, "inner_folds": 3}
+    pred = ncv.nested_cv(pipeline, grid, X, y, "binary", cv, seed=0)
+    auc = np.mean([roc_auc_score(p["y_true"], p["score"]) for _, p in pred.groupby(["repeat", "fold"])])
+    assert 0.4 <= auc <= 0.6
