@@ -108,7 +108,8 @@ def train(
             if constant_within(y, groups)
             else "labels permuted freely across samples (they vary within groups), folds still grouped",
         )
-    if oob.applies(pipeline, grid, groups):
+    out_of_bag = oob.applies(pipeline, grid, groups)
+    if out_of_bag:
         log.info("tuning: each candidate forest is fitted once per training part and scored out of bag")
     log.info("final fit on all %d samples, beside the folds", len(y))
     # One pool for the three parts, so no core idles while a part waits for its slowest fold; the
@@ -157,7 +158,7 @@ def train(
         n_samples=len(y),
         seed=int(seed),
         n_features=model_width(X, covariates, subset),
-        cv=_cv_record(ran, groups),
+        cv=_cv_record(ran, groups, out_of_bag),
         positive=positive,
         timing=timing,
     )
@@ -263,10 +264,13 @@ def write_outputs(result: TrainResult, outdir, identity: dict, features, left_ou
     )
 
 
-def _cv_record(cv, groups=None) -> dict:
-    """The CV settings metrics.json records: the counts run, and for grouped CV the column, the
-    scheme and the number of groups (absent: sample-level k-fold, as before grouped CV existed)."""
+def _cv_record(cv, groups=None, out_of_bag=False) -> dict:
+    """The CV settings metrics.json records: the counts run, "tuning": "out_of_bag" for forests
+    tuned so (absent: on the inner folds), and for grouped CV the column, the scheme and the number
+    of groups (absent: sample-level k-fold, as before grouped CV existed)."""
     out = {k: int(cv[k]) for k in CV_KEYS}
+    if out_of_bag or cv.get("tuning"):
+        out["tuning"] = "out_of_bag"
     if cv.get("group_by"):
         out["group_by"] = str(cv["group_by"])
         out["scheme"] = scheme(cv)

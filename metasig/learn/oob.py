@@ -21,10 +21,12 @@ from metasig.learn.search import MODEL, refit, score_output, warn_failed
 
 
 def applies(pipeline, param_grid, groups):
-    """True when every candidate ends in a bootstrap forest asked to keep its out-of-bag score."""
-    if groups is not None:
+    """True when there is a choice to make and every candidate ends in a bootstrap forest asked to
+    keep its out-of-bag score."""
+    candidates = list(ParameterGrid(param_grid or {}))
+    if groups is not None or len(candidates) <= 1:
         return False
-    for candidate in ParameterGrid(param_grid):
+    for candidate in candidates:
         estimator = candidate.get(MODEL, pipeline[-1])
         params = {**estimator.get_params(deep=False)}
         params.update({k[len(MODEL) + 2 :]: v for k, v in candidate.items() if k.startswith(MODEL + "__")})

@@ -1,6 +1,8 @@
 """Forests tuned out of bag: one fit per candidate, the best out-of-bag score, no inner folds; the
 inner folds still tune them when samples are grouped or the user turns oob_score off."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,10 +10,15 @@ from sklearn.metrics import roc_auc_score
 
 from metasig.learn import nested_cv as ncv
 from metasig.learn import oob
+from metasig.learn.job import train, write_outputs
 from metasig.learn.models import build
 from metasig.learn.search import refit
 
-FOREST = {"kind": "random_forest", "params": {"n_estimators": 40}, "search": {"max_features": [3], "min_samples_leaf": [60, 20, 1]}}
+FOREST = {
+    "kind": "random_forest",
+    "params": {"n_estimators": 40},
+    "search": {"max_features": [3], "min_samples_leaf": [60, 20, 1]},  # the best is not the first
+}
 
 
 def data(task="binary", n=150, p=10, seed=3):
@@ -77,3 +84,21 @@ def test_a_forest_on_permuted_labels_tuned_out_of_bag_stays_at_chance():
     pred = ncv.nested_cv(pipeline, grid, X, y, "binary", cv, seed=0)
     auc = np.mean([roc_auc_score(p["y_true"], p["score"]) for _, p in pred.groupby(["repeat", "fold"])])
     assert 0.4 <= auc <= 0.6
+
+
+def test_metrics_json_says_how_the_forest_was_tuned(tmp_path):
+    X, y = data(n=90)
+    X.index = [f"s{i}" for i in range(len(y))]
+    task = {"type": "binary", "label": "y", "positive": "1"}
+    cv = {"outer_folds": 3, "outer_repeats": 1, "inner_folds": 3, "bootstrap": 50, "permuted_repeats": 1}
+    tuning = {}
+    for name, model, groups, extra in [
+        ("bagged", FOREST, None, {}),
+        ("grouped", FOREST, np.repeat(np.arange(45), 2).astype(str), {"group_by": "patient"}),
+        ("boosted", {"kind": "xgboost", "search": {"n_estimators": [5, 10]}}, None, {}),
+    ]:
+        result = train(X, y, task, model, {**cv, **extra}, {}, "none", seed=0, groups=groups)
+        identity = {"dataset": "d", "task": "t", "group": "ALL", "model": name, "model_kind": model["kind"]}
+        write_outputs(result, tmp_path / name, identity, list(X.columns))
+        tuning[name] = json.loads((tmp_path / name / "metrics.json").read_text())["cv"].get("tuning")
+    assert tuning == {"bagged": "out_of_bag", "grouped": None, "boosted": None}
