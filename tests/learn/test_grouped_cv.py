@@ -247,6 +247,7 @@ def test_ungrouped_metrics_json_records_no_grouping(duplicates, tmp_path):
         "inner_folds",
         "bootstrap",
         "permuted_repeats",
+        "tuning",  # out_of_bag: a forest on ungrouped samples (tests/learn/test_oob.py)
     }
     with pytest.raises(ValueError, match="go together"):
         train(X, y, TASK, FOREST, {**CV, "group_by": "patient"}, {"scale": True}, "none", seed=0)
