@@ -59,6 +59,9 @@ def test_search_returns_the_fitted_candidate_with_the_best_out_of_bag_score(task
     np.testing.assert_array_equal(model.predict_proba(X), again.predict_proba(X))
 
 
+_real_search, _real_oob = ncv.search, oob.search
+
+
 def test_nested_cv_tunes_forests_out_of_bag_and_grouped_ones_on_inner_folds(monkeypatch):
     X, y = data()
     pipeline, grid = build(FOREST, "binary", {}, "none", 0)
@@ -71,9 +74,6 @@ def test_nested_cv_tunes_forests_out_of_bag_and_grouped_ones_on_inner_folds(monk
     groups = np.repeat(np.arange(len(y) // 2), 2)
     ncv.nested_cv(pipeline, grid, X, y, "binary", {**cv, "group_by": "g"}, seed=0, groups=groups)
     assert (len(inner), len(bagged)) == (3, 3)
-
-
-_real_search, _real_oob = ncv.search, oob.search
 
 
 def test_a_forest_on_permuted_labels_tuned_out_of_bag_stays_at_chance():
