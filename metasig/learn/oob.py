@@ -17,7 +17,7 @@ samples would sit in the trees that score it; with cv.group_by the inner folds t
 import numpy as np
 from sklearn.model_selection import ParameterGrid
 
-from metasig.learn.search import MODEL, refit, score_output, warn_failed
+from metasig.learn.search import estimator_of, refit, score_output, warn_failed
 
 
 def applies(pipeline, param_grid, groups):
@@ -27,9 +27,8 @@ def applies(pipeline, param_grid, groups):
     if groups is not None or len(candidates) <= 1:
         return False
     for candidate in candidates:
-        estimator = candidate.get(MODEL, pipeline[-1])
-        params = {**estimator.get_params(deep=False)}
-        params.update({k[len(MODEL) + 2 :]: v for k, v in candidate.items() if k.startswith(MODEL + "__")})
+        estimator, own = estimator_of(pipeline, candidate)
+        params = {**estimator.get_params(deep=False), **own}
         if not (params.get("oob_score") is True and params.get("bootstrap") is True):
             return False
     return True

@@ -108,10 +108,15 @@ def _by_estimator(pipeline, candidates, members):
     they use (linear_sweep swaps it through the "model" key), in grid order."""
     groups = {}
     for i in members:
-        estimator = candidates[i].get(MODEL, pipeline[-1])
-        own = {k[len(MODEL) + 2 :]: v for k, v in candidates[i].items() if k.startswith(MODEL + "__")}
+        estimator, own = estimator_of(pipeline, candidates[i])
         groups.setdefault(id(estimator), (estimator, []))[1].append((i, own))
     return list(groups.values())
+
+
+def estimator_of(pipeline, candidate):
+    """(the final estimator a candidate uses, the candidate's own parameters for it, unprefixed)."""
+    own = {k[len(MODEL) + 2 :]: v for k, v in candidate.items() if k.startswith(MODEL + "__")}
+    return candidate.get(MODEL, pipeline[-1]), own
 
 
 def _preprocessing(pipeline, params):
