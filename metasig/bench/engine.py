@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from metasig.bench import engine_report as report
-from metasig.bench import synthetic
+from metasig.bench import reference, synthetic
 from metasig.bench.engine_run import BASELINE, extract_baseline, gpu_status, run_child
 from metasig.bench.scratch import REPO
 
@@ -128,6 +128,7 @@ def run_reference(case, data_dir, group, model, rundir, args, say, label):
             "seed": SEED,
             "split": split,
             "threads": args.threads,
+            "screen": args.reference_screen,
         }
         result = run_child(spec, Path(rundir) / f"split{split}", REPO, args.threads, args.reference_timeout)
         folds.append({"split": split, **result})
@@ -144,6 +145,7 @@ def run_reference(case, data_dir, group, model, rundir, args, say, label):
         "per_outer_fit_s": sum(fit_times) / len(fit_times) if fit_times and not timed_out else None,
         "timed_out": timed_out,
         "timeout_s": args.reference_timeout,
+        "screen": reference.SCREEN_K.get(model) if args.reference_screen else None,
         "status": "ok" if fit_times and not timed_out else folds[-1]["status"] if folds else "not run",
     }
 
@@ -157,6 +159,12 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2, help="the job's threads (cv n_jobs, as Snakemake's)")
     parser.add_argument("--reference-folds", type=int, default=1, help="outer splits the reference runs (0: none)")
     parser.add_argument("--reference-timeout", type=float, default=600, help="seconds per reference outer fit")
+    parser.add_argument(
+        "--reference-all-genes",
+        dest="reference_screen",
+        action="store_false",
+        help="fit the reference's tree classifiers on every gene, without metasig's in-fold screen",
+    )
     parser.add_argument("--job-timeout", type=float, help="seconds per training job (default 900 quick, 1800 full)")
     parser.add_argument("--today", choices=("auto", "on", "off"), default="auto", help="auto: with --quick only")
     parser.add_argument("--no-small-groups", dest="small_groups", action="store_false")
@@ -257,7 +265,13 @@ def notes(args, today_note):
         "1,000 bootstrap resamples, seed 42.",
         f"today: {today_note}.",
         f"reference: plain GridSearchCV (metasig/bench/reference.py) on the first {args.reference_folds} outer "
-        "split(s) only, same splits and grid; 'reference' is its mean time per outer fit (search + refit), "
+        "split(s) only, same splits and grid"
+        + (
+            " and, for xgboost and random_forest, the same in-fold screen (SelectKBest(f_classif, k=200)); "
+            if args.reference_screen
+            else ", every gene (--reference-all-genes); "
+        )
+        + "'reference' is its mean time per outer fit (search + refit), "
         f"capped at {args.reference_timeout:.0f} s per fit. 'speedup vs reference' = that / metasig's time per "
         "outer fit (its real-label folds' seconds / outer fits / the job's threads, which fit that many folds at "
         "once). Nothing is extrapolated to whole jobs.",

@@ -7,6 +7,11 @@ GridSearchCV(Pipeline([StandardScaler(), estimator]), grid, cv=StratifiedKFold(3
 random_state=seed)) with ROC-AUC (binary), macro one-vs-rest ROC-AUC (multiclass) or Harrell's C
 (survival), refitted on the split's training part, scored on its test part. The grids are those
 of metasig/learn/models.py when this benchmark was written (tests/bench checks they still agree).
+
+Tree classifiers on more genes than SCREEN_K keep, as metasig's do, the SCREEN_K genes with the best
+F-test in each fit (SelectKBest(f_classif) first in the pipeline), so the two compare the same model;
+spec["screen"] = False fits them on every gene, as a user unaware of metasig's screen would. The
+Cox models have no scikit-learn screen and always see every gene.
 """
 
 import time
@@ -32,6 +37,7 @@ GRIDS = {
     "coxph": {"penalizer": [0.01, 0.1, 1.0], "l1_ratio": [0.0, 0.5]},
     "xgboost_cox": {"max_depth": [2, 3], "n_estimators": [50, 150], "learning_rate": [0.05]},
 }
+SCREEN_K = {"xgboost": 200, "random_forest": 200}  # metasig.learn.models.WIDE_INPUT_SELECT_K's classifiers
 _PENALTY_ARG = tuple(int(p) for p in sklearn.__version__.split(".")[:2]) < (1, 8)
 
 
@@ -76,7 +82,8 @@ def run_split(spec):
     if kind == "coxph":
         predict, best = _lifelines_cox(X_train, y[train], seed)
     else:
-        predict, best = _grid_search(kind, task["type"], X_train, y[train], seed, int(spec["threads"]))
+        screen = SCREEN_K.get(kind) if spec.get("screen", True) else None
+        predict, best = _grid_search(kind, task["type"], X_train, y[train], seed, int(spec["threads"]), screen)
     out = predict(X_test)
     fit_s = time.perf_counter() - started
     return {"fit_s": fit_s, "metric": score(task["type"], y[test], out), "best": best, "test_size": len(test)}
@@ -93,7 +100,7 @@ def score(task_kind, y, out):
     return float(roc_auc_score(y, out, multi_class="ovr", labels=sorted(set(y))))
 
 
-def _grid_search(kind, task_kind, X, y, seed, threads):
+def _grid_search(kind, task_kind, X, y, seed, threads, screen=None):
     import xgboost as xgb
 
     strata = y["event"].astype(int) if task_kind == "survival" else y
@@ -131,7 +138,12 @@ def _grid_search(kind, task_kind, X, y, seed, threads):
         scoring = _signed_time_cindex
     else:
         raise ValueError(f"no reference for model kind {kind!r}")
-    pipe = Pipeline([("scale", StandardScaler()), ("model", est if est is not None else "passthrough")])
+    steps = [("scale", StandardScaler()), ("model", est if est is not None else "passthrough")]
+    if screen and X.shape[1] > screen:
+        from sklearn.feature_selection import SelectKBest, f_classif
+
+        steps.insert(0, ("screen", SelectKBest(f_classif, k=screen)))
+    pipe = Pipeline(steps)
     search = GridSearchCV(pipe, grid, scoring=scoring, cv=inner, n_jobs=threads, refit=True)
     search.fit(X, y, **fit_params)
     best = {k: (type(v).__name__ if hasattr(v, "get_params") else v) for k, v in search.best_params_.items()}

@@ -286,3 +286,35 @@ def test_the_memory_target_is_2_gb_in_si_units_and_memory_is_shown_in_mib():
         engine_report.compare(row)
         assert row["targets"]["peak memory < 2 GB"] is met
         assert engine_report.table_rows([row])[0]["peak PSS"] == f"{pss_mib:,} MiB"
+
+
+def test_reference_screens_tree_classifiers_as_metasig_does():
+    from metasig.learn import models
+
+    assert reference.SCREEN_K == {k: v for k, v in models.WIDE_INPUT_SELECT_K.items() if k != "xgboost_cox"}
+
+
+@pytest.mark.parametrize("screen", [True, False])
+def test_reference_fits_the_screen_inside_every_fit_unless_told_not_to(tmp_path, monkeypatch, screen):
+    from sklearn.feature_selection import SelectKBest
+
+    synthetic.write(TINY, tmp_path)
+    monkeypatch.setitem(reference.SCREEN_K, "xgboost", 7)
+    screened = []
+    fit = SelectKBest.fit
+
+    def spy(self, X, y):
+        screened.append((X.shape, self.k))
+        return fit(self, X, y)
+
+    monkeypatch.setattr(SelectKBest, "fit", spy)
+    spec = {"data_dir": str(tmp_path), "group": "ALL", "task": synthetic.task_cfg(TINY), "model": {"kind": "xgboost"}}
+    out = reference.run_split({**spec, "seed": 0, "split": 0, "threads": 1, "screen": screen})
+    assert 0 <= out["metric"] <= 1
+    if screen:  # 4 candidates x 3 inner splits + the refit, each on its own rows
+        n_train = TINY.n_samples - out["test_size"]
+        assert len(screened) == 13 and {k for _, k in screened} == {7}
+        assert {shape[1] for shape, _ in screened} == {TINY.n_genes}
+        assert max(shape[0] for shape, _ in screened) == n_train > min(shape[0] for shape, _ in screened)
+    else:
+        assert screened == []
