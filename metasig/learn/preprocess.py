@@ -12,6 +12,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
+from scipy import special
 from scipy.sparse import issparse
 from scipy.stats import trim_mean
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
@@ -272,11 +273,35 @@ class SelectKBestCapped(SelectKBest):
 
     def fit(self, X, y):
         X, y = validate_data(self, X, y)
+        if self.score_func is f_classif:
+            self.scores_, self.pvalues_ = anova_f(X, y)
+            return self
         chunks = (np.ascontiguousarray(X[:, start : start + self.chunk]) for start in range(0, X.shape[1], self.chunk))
         scores = [self.score_func(part, y) for part in chunks]
         self.scores_ = np.concatenate([s for s, _ in scores])
         self.pvalues_ = np.concatenate([p for _, p in scores])
         return self
+
+
+def anova_f(X, y):
+    """f_classif's F statistic and p-values, from the same sums (f_oneway's formula) taken as one
+    product of X with the class indicators and one pass over X's squares: f_classif copies X by
+    class and squares the copies, 0.2 s a call on a fold of 20,000 genes, 4 calls per outer fold
+    of a tree model's search."""
+    X = np.asarray(X, dtype=np.float64)  # no copy of a float array
+    classes, codes = np.unique(y, return_inverse=True)
+    indicators = np.zeros((len(classes), len(y)))
+    indicators[codes, np.arange(len(y))] = 1.0
+    n_per_class = indicators.sum(axis=1)
+    n, k = len(y), len(classes)
+    class_sums = indicators @ X
+    square_of_sums = class_sums.sum(axis=0) ** 2 / n
+    between = (class_sums**2 / n_per_class[:, None]).sum(axis=0) - square_of_sums
+    within = np.einsum("ij,ij->j", X, X) - square_of_sums - between
+    msb, msw = between / (k - 1), within / (n - k)
+    with np.errstate(divide="ignore", invalid="ignore"):  # constant genes: as f_classif's, without its warning
+        f = msb / msw
+    return f, special.fdtrc(k - 1, n - k, f)
 
 
 class ChunkedStandardScaler(StandardScaler):
@@ -401,9 +426,11 @@ def pca_components(value):
 
 class MedianImputer(SimpleImputer):
     """SimpleImputer(strategy="median") that skips scikit-learn's masked-array median when the
-    training fold has no missing value: the same statistics (np.median), about ten times faster
-    on 20,000 genes, where the imputer is fitted once per inner split of every outer fold. The
-    medians are taken `chunk` columns at a time: np.median partitions a copy of its input."""
+    training fold has no missing value: the same statistics as np.median, about twenty times
+    faster on 20,000 genes, where the imputer is fitted once per inner split of every outer fold.
+    The medians are taken `chunk` genes at a time, each chunk copied gene by gene (rows of the
+    copy) so that the partition runs along contiguous memory: half np.median's time on a
+    sample-by-gene fold."""
 
     chunk = COLUMN_CHUNK
 
@@ -411,10 +438,8 @@ class MedianImputer(SimpleImputer):
         super().__init__(missing_values=missing_values, strategy=strategy, fill_value=fill_value, copy=copy)
 
     def _dense_fit(self, X, strategy, missing_values, fill_value):
-        if strategy == "median" and not np.isnan(X).any():
-            return np.concatenate(
-                [np.median(X[:, s : s + self.chunk], axis=0) for s in range(0, X.shape[1], self.chunk)]
-            )
+        if strategy == "median" and len(X) and not np.isnan(X).any():
+            return np.concatenate([_middle(X[:, s : s + self.chunk].T) for s in range(0, X.shape[1], self.chunk)])
         return super()._dense_fit(X, strategy, missing_values, fill_value)
 
     # SimpleImputer copies its input in fit and in transform even when there is nothing to fill:
@@ -444,7 +469,23 @@ class MedianImputer(SimpleImputer):
             _check_feature_names(self, X, reset=False)  # raises on other names, as transforming the frame would
             uncopied.__dict__.pop("feature_names_in_", None)
             X = X.to_numpy()
-        return SimpleImputer.transform(uncopied, X)
+        if not np.isfinite(self.statistics_).all():
+            return SimpleImputer.transform(uncopied, X)
+        # Nothing to fill and no gene to drop: SimpleImputer would validate X, then look for
+        # missing values cell by cell (0.1 s a call on a fold of 20,000 genes). Same checks (the
+        # width among them), same array.
+        return uncopied._validate_input(X, in_fit=False)
+
+
+def _middle(rows):
+    """Median of each row, as np.median(rows, axis=1), from a contiguous copy partitioned in place."""
+    rows = np.array(rows, order="C")
+    n = rows.shape[1]
+    if n % 2:
+        rows.partition(n // 2, axis=1)
+        return rows[:, n // 2].copy()
+    rows.partition([n // 2 - 1, n // 2], axis=1)
+    return (rows[:, n // 2 - 1] + rows[:, n // 2]) / 2
 
 
 def _float_frame(X):

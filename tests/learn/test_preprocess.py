@@ -388,3 +388,67 @@ def test_chunked_scaler_fits_standard_scalers_statistics(order, with_nan):
         for name in ("mean_", "var_", "scale_"):
             ours, theirs = getattr(wide, name), getattr(reference, name)
             assert (ours is None and theirs is None) or np.array_equal(ours, theirs, equal_nan=True), (settings, name)
+
+
+def test_median_imputer_returns_finite_input_without_searching_it_cell_by_cell(monkeypatch):
+    """Finite input with nothing to drop is validated and returned: no missing-value mask is
+    built (0.1 s a call at 20,000 genes). A wrong width still raises SimpleImputer's error, and
+    a gene without any training value is still dropped, with its warning."""
+    import sklearn.impute._base as impute_base
+    from sklearn.impute import SimpleImputer
+
+    from metasig.learn.preprocess import MedianImputer
+
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(25, 7))
+    fast = MedianImputer().fit(X)
+    masks = []
+    original = impute_base._get_mask
+    monkeypatch.setattr(impute_base, "_get_mask", lambda *a: masks.append(1) or original(*a))
+    np.testing.assert_array_equal(fast.transform(X), X)
+    assert masks == []
+    for imputer in (fast, SimpleImputer(strategy="median").fit(X)):
+        with pytest.raises(ValueError, match="X has 6 features, but .* is expecting 7"):
+            imputer.transform(X[:, :6])
+    empty = X.copy()
+    empty[:, 3] = np.nan
+    with pytest.warns(UserWarning, match="Skipping features without any observed values"):
+        out = MedianImputer().fit(empty).transform(X)
+    assert out.shape == (25, 6)
+    np.testing.assert_array_equal(out, np.delete(X, 3, axis=1))
+
+
+def test_median_imputer_medians_are_numpys_for_odd_and_even_folds():
+    from metasig.learn.preprocess import MedianImputer
+
+    rng = np.random.default_rng(5)
+    for n in (1, 2, 5, 8):
+        X = rng.lognormal(size=(n, 11))
+        X[:, 2] = 3.0  # ties
+        imputer = MedianImputer()
+        imputer.chunk = 4
+        np.testing.assert_array_equal(imputer.fit(X).statistics_, np.median(X, axis=0))
+
+
+def test_anova_f_is_f_classif_and_selects_the_same_genes():
+    """The screen's F statistic from class sums equals f_classif's (to rounding), constant genes
+    included, so SelectKBestCapped keeps the genes SelectKBest(f_classif) keeps."""
+    from sklearn.feature_selection import SelectKBest, f_classif
+
+    from metasig.learn.preprocess import SelectKBestCapped, anova_f
+
+    rng = np.random.default_rng(6)
+    for n_classes in (2, 5):
+        y = rng.integers(0, n_classes, size=90).astype(str)
+        X = rng.lognormal(size=(90, 400)) + (y == "1")[:, None] * np.linspace(0, 1, 400)
+        X[:, 7] = 2.5  # a constant gene: NaN, as f_classif's
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            expected_f, expected_p = f_classif(X, y)
+            reference = SelectKBest(f_classif, k=40).fit(X, y)
+        f, p = anova_f(X, y)
+        np.testing.assert_allclose(f, expected_f, rtol=1e-10)
+        np.testing.assert_allclose(p, expected_p, rtol=1e-8, atol=1e-300)
+        assert np.isnan(f[7]) and np.isnan(expected_f[7])
+        ours = SelectKBestCapped(f_classif, k=40).fit(X, y)
+        np.testing.assert_array_equal(ours.get_support(), reference.get_support())
