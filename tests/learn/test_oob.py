@@ -2,11 +2,14 @@
 inner folds still tune them when samples are grouped or the user turns oob_score off."""
 
 import json
+import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.ensemble import RandomForestClassifier
 from sklearn.metrics import roc_auc_score
+from sklearn.preprocessing import StandardScaler
 
 from metasig.learn import nested_cv as ncv
 from metasig.learn import oob
@@ -57,6 +60,40 @@ def test_search_returns_the_fitted_candidate_with_the_best_out_of_bag_score(task
     assert best == {"model__max_features": 3, "model__min_samples_leaf": max(scores, key=scores.get)}
     again = refit(pipeline, best, X, y)  # the returned model is that candidate fitted on all of X
     np.testing.assert_array_equal(model.predict_proba(X), again.predict_proba(X))
+
+
+def test_candidates_are_ranked_on_their_first_trees_and_only_the_best_grows_the_rest(monkeypatch):
+    """Successive halving: each candidate grows SCREEN_TREES trees, the best out-of-bag score among
+    them grows the rest by a warm start, into the forest a fit from scratch gives."""
+    X, y = data(n=200)
+    X.iloc[::7, 2] = np.nan  # an imputer to share, besides the scaler
+    forest = {**FOREST, "params": {"n_estimators": 45}}
+    pipeline, grid = build(forest, "binary", {"scale": True}, "none", 0)
+    monkeypatch.setattr(oob, "SCREEN_TREES", 15)
+    first = {}
+    for leaf in forest["search"]["min_samples_leaf"]:
+        params = {"model__max_features": 3, "model__min_samples_leaf": leaf, "model__n_estimators": 15}
+        fitted = refit(pipeline, params, X, y)
+        first[leaf] = roc_auc_score(y, fitted[-1].oob_decision_function_[:, 1])
+    grown, preprocessed = [], []
+    real_fit, real_scale = RandomForestClassifier.fit, StandardScaler.fit
+    monkeypatch.setattr(
+        RandomForestClassifier, "fit", lambda self, *a, **k: grown.append(self.n_estimators) or real_fit(self, *a, **k)
+    )
+    monkeypatch.setattr(
+        StandardScaler, "fit", lambda self, *a, **k: preprocessed.append(1) or real_scale(self, *a, **k)
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing to tell the user: the warm start fits the same data
+        model, best = oob.search(pipeline, grid, X, y, "binary")
+    assert grown == [15, 15, 15, 45]
+    assert len(preprocessed) == 1  # the imputer and scaler fitted once for every candidate
+    assert best == {"model__max_features": 3, "model__min_samples_leaf": max(first, key=first.get)}
+    monkeypatch.undo()
+    from_scratch = refit(pipeline, best, X, y)
+    assert len(model[-1].estimators_) == 45 and model[-1].warm_start is False
+    np.testing.assert_array_equal(model.predict_proba(X), from_scratch.predict_proba(X))
+    np.testing.assert_array_equal(model[-1].oob_decision_function_, from_scratch[-1].oob_decision_function_)
 
 
 _real_search, _real_oob = ncv.search, oob.search
