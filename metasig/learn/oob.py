@@ -25,9 +25,9 @@ from sklearn.model_selection import ParameterGrid
 
 from metasig.learn.search import MODEL, estimator_of, score_output, warn_failed, with_params
 
-# Out-of-bag scores of 100 trees rank the candidates: each sample is out of bag in about 37 of
-# them. On the seed-shaped benchmark cases the same candidate won as with all 300 trees on
-# most outer folds, and the metrics stayed within the reference's standard error (README, Scale).
+# Out-of-bag scores of 100 trees rank the candidates: a sample is out of bag in about 37 of them,
+# fewer in a rare class, whose samples a class-balanced bootstrap draws more often (scikit-learn
+# >= 1.9 draws by the class weights).
 SCREEN_TREES = 100
 
 
@@ -51,7 +51,7 @@ def search(pipeline, param_grid, X, y, task_kind):
     breaks ties."""
     best, best_score, best_params = None, -np.inf, None
     candidates = list(ParameterGrid(param_grid))
-    fitted_preprocessing = {}
+    fitted_preprocessing, missing = {}, []  # classes without an out-of-bag sample
     for params in candidates:
         model = with_params(pipeline, params)
         try:
@@ -61,15 +61,27 @@ def search(pipeline, param_grid, X, y, task_kind):
             steps, X_model = fitted_preprocessing[setting]
             forest = model[-1]
             size = forest.n_estimators
-            forest.set_params(n_estimators=min(size, SCREEN_TREES)).fit(X_model, y)
+            _fit(forest.set_params(n_estimators=min(size, SCREEN_TREES)), X_model, y)
         except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
             warn_failed(pipeline[-1], params, exc, "on the training part")
             continue
-        score = score_output(task_kind, y, y, forest.oob_decision_function_)
+        # Samples that every tree drew have no out-of-bag prediction (a row of zeros), and are not
+        # scored; the candidates share their trees' seeds, so they are the same for every candidate.
+        output = forest.oob_decision_function_
+        left_out = output.sum(axis=1) > 0
+        missing = sorted(set(np.unique(y)) - set(np.unique(y[left_out])), key=str)
+        score = score_output(task_kind, y, y[left_out], output[left_out])
         if score > best_score:  # NaN (a class without out-of-bag samples) never wins
             best, best_score, best_params = (steps, forest, size, X_model), score, dict(params)
     if best is None:
-        raise ValueError(f"none of the {len(candidates)} candidates could be fitted and scored out of bag")
+        hint = (
+            f": no tree left out a sample of class {', '.join(map(str, missing))} (a class-balanced bootstrap "
+            "draws a rare class's samples into almost every tree); set the model's params: {oob_score: false} "
+            "to tune it on inner folds"
+            if missing
+            else ""
+        )
+        raise ValueError(f"none of the {len(candidates)} candidates could be fitted and scored out of bag{hint}")
     steps, forest, size, X_model = best
     model = with_params(pipeline, best_params)
     model.steps = [*steps, (model.steps[-1][0], _grown(forest, size, X_model, y))]
@@ -90,8 +102,15 @@ def _grown(forest, size, X, y):
     if forest.n_estimators >= size:
         return forest
     warm = forest.warm_start
-    forest.set_params(n_estimators=size, warm_start=True)
-    with warnings.catch_warnings():  # "balanced" weights on other data than the first fit: same data here
-        warnings.filterwarnings("ignore", message="class_weight presets", category=UserWarning)
-        forest.fit(X, y)
+    _fit(forest.set_params(n_estimators=size, warm_start=True), X, y)
     return forest.set_params(warm_start=warm)
+
+
+def _fit(forest, X, y):
+    """forest.fit without two warnings that do not apply: samples without an out-of-bag prediction
+    (not scored, above), and "balanced" class weights with a warm start (a warning for other data
+    than the first fit's; here it is the same)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Some inputs do not have OOB scores", category=UserWarning)
+        warnings.filterwarnings("ignore", message="class_weight presets", category=UserWarning)
+        return forest.fit(X, y)

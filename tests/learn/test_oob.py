@@ -96,6 +96,39 @@ def test_candidates_are_ranked_on_their_first_trees_and_only_the_best_grows_the_
     np.testing.assert_array_equal(model[-1].oob_decision_function_, from_scratch[-1].oob_decision_function_)
 
 
+def test_samples_without_an_out_of_bag_prediction_are_not_scored(monkeypatch):
+    """A class-balanced bootstrap draws a rare class's samples into most trees: with few trees some
+    have no out-of-bag prediction (a row of zeros), which would count as a confident miss."""
+    X, y = data("multiclass", n=150)
+    y = y.astype(object)
+    y[:12] = "rare"
+    pipeline, grid = build(FOREST, "multiclass", {}, "none", 0)
+    monkeypatch.setattr(oob, "SCREEN_TREES", 20)
+    scores = {}
+    for leaf in FOREST["search"]["min_samples_leaf"]:
+        params = {"model__max_features": 3, "model__min_samples_leaf": leaf, "model__n_estimators": 20}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            output = refit(pipeline, params, X, y)[-1].oob_decision_function_
+        left_out = output.sum(axis=1) > 0
+        assert 0 < (~left_out).sum() and set(y[left_out]) == set(y)  # some unscored, every class scored
+        scores[leaf] = roc_auc_score(y[left_out], output[left_out], multi_class="ovr")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _, best = oob.search(pipeline, grid, X, y, "multiclass")
+    assert best["model__min_samples_leaf"] == max(scores, key=scores.get)
+
+
+def test_a_class_no_tree_leaves_out_is_a_clear_error(monkeypatch):
+    X, y = data("multiclass", n=150)
+    y = y.astype(object)
+    y[:3] = "rare"  # weight 150 / (4 x 3): each of its samples is drawn about 12 times into every tree
+    pipeline, grid = build(FOREST, "multiclass", {}, "none", 0)
+    monkeypatch.setattr(oob, "SCREEN_TREES", 6)
+    with pytest.raises(ValueError, match="no tree left out a sample of class rare.*oob_score: false"):
+        oob.search(pipeline, grid, X, y, "multiclass")
+
+
 _real_search, _real_oob = ncv.search, oob.search
 
 
