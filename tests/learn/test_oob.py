@@ -96,14 +96,45 @@ def test_candidates_are_ranked_on_their_first_trees_and_only_the_best_grows_the_
     np.testing.assert_array_equal(model[-1].oob_decision_function_, from_scratch[-1].oob_decision_function_)
 
 
-def test_samples_without_an_out_of_bag_prediction_are_not_scored(monkeypatch):
+@pytest.mark.parametrize(
+    "positives, rung",
+    # "balanced" weights 200 / (2 x positives); a positive is out of bag in a tree with probability
+    # (1 - weight / 200) ** 200: 0.37 (100), 0.081 (40: 2 / 0.081 -> 25 trees), 0.0063 (20: all 45)
+    [(100, 15), (40, 25), (20, 45)],
+)
+def test_the_first_rung_grows_until_the_rarest_class_is_left_out_of_two_trees(monkeypatch, positives, rung):
+    X, _ = data(n=200)
+    y = (np.arange(200) < positives).astype(int)
+    pipeline, grid = build({**FOREST, "params": {"n_estimators": 45}}, "binary", {}, "none", 0)
+    monkeypatch.setattr(oob, "SCREEN_TREES", 15)
+    grown, real_fit = [], RandomForestClassifier.fit
+    monkeypatch.setattr(
+        RandomForestClassifier, "fit", lambda self, *a, **k: grown.append(self.n_estimators) or real_fit(self, *a, **k)
+    )
+    oob.search(pipeline, grid, X, y, "binary")
+    assert grown == [rung] * 3 + ([45] if rung < 45 else [])
+
+
+def test_a_grid_over_the_forest_size_fits_every_candidate_whole(monkeypatch):
+    X, y = data(n=200)
+    forest = {**FOREST, "search": {"n_estimators": [20, 45], "max_features": [3], "min_samples_leaf": [1, 20]}}
+    pipeline, grid = build(forest, "binary", {}, "none", 0)
+    monkeypatch.setattr(oob, "SCREEN_TREES", 15)
+    grown, real_fit = [], RandomForestClassifier.fit
+    monkeypatch.setattr(
+        RandomForestClassifier, "fit", lambda self, *a, **k: grown.append(self.n_estimators) or real_fit(self, *a, **k)
+    )
+    oob.search(pipeline, grid, X, y, "binary")
+    assert sorted(grown) == [20, 20, 45, 45]  # each scored on all its trees, not on a shared first 15
+
+
+def test_samples_without_an_out_of_bag_prediction_are_not_scored():
     """A class-balanced bootstrap draws a rare class's samples into most trees: with few trees some
     have no out-of-bag prediction (a row of zeros), which would count as a confident miss."""
     X, y = data("multiclass", n=150)
     y = y.astype(object)
     y[:12] = "rare"
-    pipeline, grid = build(FOREST, "multiclass", {}, "none", 0)
-    monkeypatch.setattr(oob, "SCREEN_TREES", 20)
+    pipeline, grid = build({**FOREST, "params": {"n_estimators": 20}}, "multiclass", {}, "none", 0)
     scores = {}
     for leaf in FOREST["search"]["min_samples_leaf"]:
         params = {"model__max_features": 3, "model__min_samples_leaf": leaf, "model__n_estimators": 20}
@@ -119,12 +150,11 @@ def test_samples_without_an_out_of_bag_prediction_are_not_scored(monkeypatch):
     assert best["model__min_samples_leaf"] == max(scores, key=scores.get)
 
 
-def test_a_class_no_tree_leaves_out_is_a_clear_error(monkeypatch):
+def test_a_class_no_tree_leaves_out_is_a_clear_error():
     X, y = data("multiclass", n=150)
     y = y.astype(object)
     y[:3] = "rare"  # weight 150 / (4 x 3): each of its samples is drawn about 12 times into every tree
     pipeline, grid = build(FOREST, "multiclass", {}, "none", 0)
-    monkeypatch.setattr(oob, "SCREEN_TREES", 6)
     with pytest.raises(ValueError, match="no tree left out a sample of class rare.*oob_score: false"):
         oob.search(pipeline, grid, X, y, "multiclass")
 
