@@ -61,10 +61,10 @@ def search(pipeline, param_grid, X, y, task_kind):
     breaks ties."""
     best, best_score, best_params = None, -np.inf, None
     candidates = list(ParameterGrid(param_grid))
-    models = [with_params(pipeline, params) for params in candidates]
-    rung = _first_rung([model[-1] for model in models], y)
+    rung = _first_rung([with_params(pipeline, params)[-1] for params in candidates], y)
     fitted_preprocessing, missing = {}, []  # classes without an out-of-bag sample
-    for params, model in zip(candidates, models):
+    for params in candidates:
+        model = with_params(pipeline, params)
         try:
             setting = repr(sorted((k, v) for k, v in params.items() if k != MODEL and not k.startswith(MODEL + "__")))
             if setting not in fitted_preprocessing:  # once per setting: once for a forest's own grid
