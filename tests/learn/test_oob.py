@@ -1,5 +1,6 @@
-"""Forests tuned out of bag: one fit per candidate, the best out-of-bag score, no inner folds; the
-inner folds still tune them when samples are grouped or the user turns oob_score off."""
+"""Forests tuned out of bag: one fit per candidate on its first trees, the best out-of-bag score
+grown to the whole forest, no inner folds; the inner folds still tune them when samples are grouped
+or the user turns oob_score off."""
 
 import json
 import warnings
