@@ -20,6 +20,7 @@ and the samples are not grouped: a bootstrap draws samples, not patients, so a p
 samples would sit in the trees that score it; with cv.group_by the inner folds tune the forest.
 """
 
+import logging
 import math
 import numbers
 import warnings
@@ -29,6 +30,8 @@ from sklearn.model_selection import ParameterGrid
 from sklearn.utils.class_weight import compute_sample_weight
 
 from metasig.learn.search import MODEL, estimator_of, score_output, warn_failed, with_params
+
+log = logging.getLogger("metasig.learn.oob")
 
 # Out-of-bag scores of 100 trees rank the candidates: a sample is out of bag in about 37 of them,
 # fewer in a rare class (above). On the seed-shaped benchmark cases the metrics moved by less than
@@ -83,7 +86,7 @@ def search(pipeline, param_grid, X, y, task_kind):
         missing = sorted(set(np.unique(y)) - set(np.unique(y[left_out])), key=str)
         score = score_output(task_kind, y, y[left_out], output[left_out])
         if score > best_score:  # NaN (a class without out-of-bag samples) never wins
-            best, best_score, best_params = (steps, forest, size, X_model), score, dict(params)
+            best, best_score, best_params = (steps, forest, size, X_model, left_out), score, dict(params)
     if best is None:
         hint = (
             f": no tree left out a sample of class {', '.join(map(str, missing))} (a class-balanced bootstrap "
@@ -93,10 +96,25 @@ def search(pipeline, param_grid, X, y, task_kind):
             else ""
         )
         raise ValueError(f"none of the {len(candidates)} candidates could be fitted and scored out of bag{hint}")
-    steps, forest, size, X_model = best
+    steps, forest, size, X_model, left_out = best
+    if not left_out.all():
+        log.info(
+            "out-of-bag choice among %d forests of %d trees: %d of %d training samples (%s) were drawn by "
+            "every tree and are not scored",
+            len(candidates),
+            rung,
+            (~left_out).sum(),
+            len(y),
+            _count_by_class(y[~left_out]),
+        )
     model = with_params(pipeline, best_params)
     model.steps = [*steps, (model.steps[-1][0], _grown(forest, size, X_model, y))]
     return model, best_params
+
+
+def _count_by_class(labels):
+    values, counts = np.unique(labels, return_counts=True)
+    return ", ".join(f"{count} of class {value}" for value, count in zip(values, counts))
 
 
 def _first_rung(forests, y):

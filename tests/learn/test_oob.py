@@ -3,6 +3,7 @@ grown to the whole forest, no inner folds; the inner folds still tune them when 
 or the user turns oob_score off."""
 
 import json
+import logging
 import warnings
 
 import numpy as np
@@ -129,7 +130,7 @@ def test_a_grid_over_the_forest_size_fits_every_candidate_whole(monkeypatch):
     assert sorted(grown) == [20, 20, 45, 45]  # each scored on all its trees, not on a shared first 15
 
 
-def test_samples_without_an_out_of_bag_prediction_are_not_scored():
+def test_samples_without_an_out_of_bag_prediction_are_not_scored(caplog):
     """A class-balanced bootstrap draws a rare class's samples into most trees: with few trees some
     have no out-of-bag prediction (a row of zeros), which would count as a confident miss."""
     X, y = data("multiclass", n=150)
@@ -145,10 +146,13 @@ def test_samples_without_an_out_of_bag_prediction_are_not_scored():
         left_out = output.sum(axis=1) > 0
         assert 0 < (~left_out).sum() and set(y[left_out]) == set(y)  # some unscored, every class scored
         scores[leaf] = roc_auc_score(y[left_out], output[left_out], multi_class="ovr")
+    caplog.set_level(logging.INFO, logger="metasig.learn.oob")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _, best = oob.search(pipeline, grid, X, y, "multiclass")
     assert best["model__min_samples_leaf"] == max(scores, key=scores.get)
+    unscored = (~left_out).sum()  # the same samples for every candidate: their trees share seeds
+    assert f"{unscored} of 150 training samples" in caplog.text and "of class rare" in caplog.text
 
 
 def test_a_class_no_tree_leaves_out_is_a_clear_error():
