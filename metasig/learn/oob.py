@@ -29,7 +29,7 @@ import numpy as np
 from sklearn.model_selection import ParameterGrid
 from sklearn.utils.class_weight import compute_sample_weight
 
-from metasig.learn.search import MODEL, estimator_of, score_output, warn_failed, with_params
+from metasig.learn.search import estimator_of, preprocessing_params, score_output, warn_failed, with_params
 
 log = logging.getLogger("metasig.learn.oob")
 
@@ -69,7 +69,7 @@ def search(pipeline, param_grid, X, y, task_kind):
     for params in candidates:
         model = with_params(pipeline, params)
         try:
-            setting = repr(sorted((k, v) for k, v in params.items() if k != MODEL and not k.startswith(MODEL + "__")))
+            setting = repr(sorted(preprocessing_params(params).items()))
             if setting not in fitted_preprocessing:  # once per setting: once for a forest's own grid
                 fitted_preprocessing[setting] = _fit_preprocessing(model, X, y)
             steps, X_model = fitted_preprocessing[setting]

@@ -98,9 +98,14 @@ def _by_preprocessing(candidates):
     """[(preprocessing parameters, [candidate positions])], in grid order."""
     groups = {}
     for i, candidate in enumerate(candidates):
-        params = {k: v for k, v in candidate.items() if k != MODEL and not k.startswith(MODEL + "__")}
+        params = preprocessing_params(candidate)
         groups.setdefault(repr(sorted(params.items())), (params, []))[1].append(i)
     return list(groups.values())
+
+
+def preprocessing_params(candidate):
+    """A candidate's parameters for the steps before the estimator."""
+    return {k: v for k, v in candidate.items() if k != MODEL and not k.startswith(MODEL + "__")}
 
 
 def _by_estimator(pipeline, candidates, members):
