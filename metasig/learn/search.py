@@ -20,6 +20,7 @@ from sklearn.model_selection import ParameterGrid
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+from metasig.learn import halving
 from metasig.learn.survival import harrell_c
 
 log = logging.getLogger("metasig.learn.search")
@@ -38,20 +39,36 @@ def search(pipeline, param_grid, X, y, task_kind, splits, rows=None):
     candidates = list(ParameterGrid(param_grid))
     scores = np.full((len(candidates), len(splits)), np.nan)
     at = (lambda positions: positions) if rows is None else (lambda positions: rows[positions])
+    held = {}  # boosted grids, halved once every split has scored their first rung
     for s, (train, valid) in enumerate(splits):
-        for pre_params, members in _by_preprocessing(candidates):
+        for p, (pre_params, members) in enumerate(_by_preprocessing(candidates)):
             pre = _preprocessing(pipeline, pre_params)
             X_train = _rows(X, at(train))
             X_train = pre.fit_transform(X_train, y[train]) if pre is not None else X_train
             X_valid = pre.transform(_rows(X, at(valid))) if pre is not None else _rows(X, at(valid))
             estimators = _by_estimator(pipeline, candidates, members)
             for k, (estimator, group) in enumerate(estimators):
+                own = [params for _, params in group]
+                if hasattr(estimator, "grid_session"):
+                    try:
+                        grid = estimator.grid_session(X_train, y[train], X_valid, own)
+                    except (ValueError, ArithmeticError) as exc:
+                        warn_failed(estimator, "all candidates", exc)
+                        continue
+                    held.setdefault((p, k), (estimator, group, []))[2].append((s, grid))
+                    _score(scores, s, (estimator, group), grid, halving.first_rung(grid), task_kind, y, splits[s])
+                    continue
                 if k == len(estimators) - 1 and "copy_X" in estimator.get_params(deep=False):
                     estimator = clone(estimator).set_params(copy_X=False)  # X_train's last use: its own copy
-                outputs = _outputs(estimator, X_train, y[train], X_valid, [params for _, params in group])
+                outputs = _outputs(estimator, X_train, y[train], X_valid, own)
                 for (i, _), output in zip(group, outputs):
                     scores[i, s] = score_output(task_kind, y[train], y[valid], output)
             del X_train, X_valid  # before the next split's copies: at 20,000 genes 160 MB per worker
+    for estimator, group, grids in held.values():
+        first = halving.first_rung(grids[0][1])
+        later = halving.later_rung(grids[0][1], first, scores[[i for i, _ in group]].mean(axis=1))
+        for s, grid in grids:
+            _score(scores, s, (estimator, group), grid, later, task_kind, y, splits[s])
     means = scores.mean(axis=1)
     if np.isnan(means).all():
         raise ValueError(f"every one of the {len(candidates)} candidates failed on the inner folds")
@@ -159,6 +176,19 @@ def _outputs(estimator, X_train, y_train, X_valid, candidates):
             warn_failed(estimator, params, exc)
             outputs.append(None)
     return outputs
+
+
+def _score(scores, s, estimator_group, grid, positions, task_kind, y, split):
+    """Score the candidates at `positions` of a grid session on split s; NaN where a fit fails."""
+    estimator, group = estimator_group
+    train, valid = split
+    for j in positions:
+        try:
+            output = grid.output(j)
+        except (ValueError, ArithmeticError) as exc:
+            warn_failed(estimator, group[j][1], exc)
+            output = None
+        scores[group[j][0], s] = score_output(task_kind, y[train], y[valid], output)
 
 
 def warn_failed(estimator, params, exc, where="on an inner fold"):

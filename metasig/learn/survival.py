@@ -10,7 +10,15 @@ import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 
-from metasig.learn.xgb import _fit_on_device, _train_matrix, as_float32, grid_boost, train_booster, xgb_gain, xgb_margin
+from metasig.learn.xgb import (
+    BoostedGrid,
+    _fit_on_device,
+    _train_matrix,
+    as_float32,
+    train_booster,
+    xgb_gain,
+    xgb_margin,
+)
 
 
 def survival_arrays(y):
@@ -127,14 +135,19 @@ class XGBoostCox(_SurvivalMixin, BaseEstimator):
         self.feature_importances_ = xgb_gain(self.booster_, X.shape[1])
         return self
 
-    def grid_predictions(self, X, y, X_valid, candidates):
-        """predict(X_valid) (the risk margin) of each candidate fitted on (X, y); see `grid_boost`."""
+    def grid_session(self, X, y, X_valid, candidates):
+        """The candidates fitted on (X, y) together, each one's predict(X_valid) (the risk
+        margin) on demand (`BoostedGrid`)."""
         setups = [(*clone(self).set_params(**c)._setup(y), None) for c in candidates]
 
         def predict(booster, dvalid, rounds):
             return np.asarray(booster.predict(dvalid, output_margin=True, iteration_range=(0, rounds)), dtype=float)
 
-        return grid_boost(setups, X, X_valid, predict)
+        return BoostedGrid(setups, X, X_valid, predict)
+
+    def grid_predictions(self, X, y, X_valid, candidates):
+        """predict(X_valid) of each candidate fitted on (X, y) (`grid_session`)."""
+        return self.grid_session(X, y, X_valid, candidates).outputs()
 
     def predict(self, X):
         check_is_fitted(self, "booster_")

@@ -107,42 +107,76 @@ def _train_matrix(X, label, weight, params):
 
 def train_booster(params, dtrain):
     """A booster trained on dtrain; params are XGBoost's scikit-learn ones (n_estimators = rounds)."""
+    booster = grow_booster(start_booster(params, dtrain), dtrain, params)
+    return _predict_on_cpu(booster.reset())  # reset: frees the training caches, as xgb.train does
+
+
+def start_booster(params, dtrain):
+    """An untrained booster for dtrain, which `grow_booster` trains."""
     import xgboost as xgb
 
-    rounds = params["n_estimators"]
-    booster = xgb.train({k: v for k, v in params.items() if k != "n_estimators"}, dtrain, num_boost_round=rounds)
-    return _predict_on_cpu(booster)
+    return xgb.Booster({k: v for k, v in params.items() if k != "n_estimators"}, [dtrain])
 
 
-def grid_boost(setups, X, X_valid, predict):
-    """Validation outputs of one boosted model per candidate, fitted together.
+def grow_booster(booster, dtrain, params):
+    """The booster boosted to params["n_estimators"] rounds in all, on params' device: xgb.train's
+    own loop (one `update` per round), so a booster grown in steps is the one trained in one go."""
+    if booster.num_boosted_rounds() < params["n_estimators"]:
+        booster.set_param({"device": params.get("device", "cpu")})
+    for i in range(booster.num_boosted_rounds(), params["n_estimators"]):
+        booster.update(dtrain, iteration=i)
+    return booster
+
+
+class BoostedGrid:
+    """The candidates of one grid on one training set, boosted together.
 
     setups: per candidate (params, label, weight) as `train_booster` and `_train_matrix` take them.
     One training matrix is built per distinct (label, weight, matrix kind) and shared; candidates
-    that differ only in n_estimators share one booster trained with their largest n_estimators,
-    each scored on its first n_estimators rounds (`iteration_range`). Boosting is sequential and
-    the random state advances round by round, so that prefix is exactly the booster a separate fit
-    with fewer rounds would have trained (gbtree; tests check it with row and column subsampling).
+    that differ only in n_estimators share one booster, grown as far as the candidates asked for so
+    far need, each scored on its first n_estimators rounds (`iteration_range`). Boosting is
+    sequential and the random state advances round by round, so that prefix is exactly the
+    booster a separate fit with fewer rounds would have trained, and a booster grown in steps is
+    the one `xgb.train` grows in one go (gbtree; tests check both with row and column
+    subsampling). `groups` and `budget` let a search score some candidates first and grow only
+    the promising boosters further (`metasig.learn.halving`).
     predict(booster, dvalid, rounds) -> one candidate's output."""
-    nthread = setups[0][0]["n_jobs"]
-    dvalid = _dmatrix(X_valid, nthread)
-    X = as_float32(X)
-    matrices, boosters, outputs = {}, {}, []
-    rounds_of = {}
-    for params, label, weight in setups:
-        key = _group_key(params, label, weight)
-        rounds_of[key] = max(rounds_of.get(key, 0), params["n_estimators"])
-    for params, label, weight in setups:
-        if params["n_estimators"] < 1:
-            raise ValueError(f"n_estimators must be at least 1, got {params['n_estimators']}")
-        key = _group_key(params, label, weight)
-        if key not in boosters:
-            mkey = key[1:]
-            if mkey not in matrices:
-                matrices[mkey] = _train_matrix(X, label, weight, params)
-            boosters[key] = train_booster({**params, "n_estimators": rounds_of[key]}, matrices[mkey])
-        outputs.append(predict(boosters[key], dvalid, params["n_estimators"]))
-    return outputs
+
+    def __init__(self, setups, X, X_valid, predict):
+        for params, _, _ in setups:
+            if params["n_estimators"] < 1:
+                raise ValueError(f"n_estimators must be at least 1, got {params['n_estimators']}")
+        self._setups, self._predict = setups, predict
+        self._dvalid = _dmatrix(X_valid, setups[0][0]["n_jobs"])
+        self._key = [_group_key(*setup) for setup in setups]
+        members, self._matrices = {}, {}
+        X = as_float32(X)
+        for i, key in enumerate(self._key):
+            members.setdefault(key, []).append(i)
+            if key[1:] not in self._matrices:  # built now, so X is not kept
+                self._matrices[key[1:]] = _train_matrix(X, *setups[i][1:], setups[i][0])
+        self.groups = list(members.values())  # candidates sharing one booster, in grid order
+        self._boosters = {}
+
+    def __len__(self):
+        return len(self._setups)
+
+    def budget(self, i):
+        """Candidate i's boosting rounds."""
+        return self._setups[i][0]["n_estimators"]
+
+    def output(self, i):
+        """Candidate i's validation output, its group's booster grown as far as it needs."""
+        params = self._setups[i][0]
+        key, dtrain = self._key[i], self._matrices[self._key[i][1:]]
+        if key not in self._boosters:
+            self._boosters[key] = start_booster(params, dtrain)
+        booster = grow_booster(self._boosters[key], dtrain, params)
+        return self._predict(_predict_on_cpu(booster), self._dvalid, params["n_estimators"])
+
+    def outputs(self):
+        """Every candidate's validation output, in grid order."""
+        return [self.output(i) for i in range(len(self))]
 
 
 def _group_key(params, label, weight):
@@ -238,16 +272,20 @@ class XGBoostClassifier(ClassifierMixin, BaseEstimator):
         self.feature_importances_ = xgb_gain(self.booster_, X.shape[1])
         return self
 
-    def grid_predictions(self, X, y, X_valid, candidates):
-        """predict_proba(X_valid) of each candidate (parameters on top of ours) fitted on (X, y),
-        all from one shared training matrix and one booster per n_estimators group (`grid_boost`)."""
+    def grid_session(self, X, y, X_valid, candidates):
+        """The candidates (parameters on top of ours) fitted on (X, y) together, each one's
+        predict_proba(X_valid) on demand (`BoostedGrid`)."""
         setups = [clone(self).set_params(**c)._setup(y) for c in candidates]
         n_classes = len(setups[0][0])
 
         def predict(booster, dvalid, rounds):
             return _class_columns(booster.predict(dvalid, iteration_range=(0, rounds)), n_classes)
 
-        return grid_boost([(params, y_enc, weight) for _, y_enc, params, weight in setups], X, X_valid, predict)
+        return BoostedGrid([(params, y_enc, weight) for _, y_enc, params, weight in setups], X, X_valid, predict)
+
+    def grid_predictions(self, X, y, X_valid, candidates):
+        """predict_proba(X_valid) of each candidate fitted on (X, y) (`grid_session`)."""
+        return self.grid_session(X, y, X_valid, candidates).outputs()
 
     def predict_proba(self, X):
         check_is_fitted(self, "booster_")

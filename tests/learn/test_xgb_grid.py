@@ -61,12 +61,24 @@ def test_grid_predictions_equal_separate_fits(task, extra):
 def test_grid_predictions_trains_one_booster_per_group(monkeypatch):
     X, X_valid, targets = data()
     y, _ = targets["binary"]
-    rounds, matrices = [], []
-    real_train, real_matrix = xgb_module.train_booster, xgb_module._train_matrix
-    monkeypatch.setattr(xgb_module, "train_booster", lambda p, d: rounds.append(p["n_estimators"]) or real_train(p, d))
+    boosters, matrices = [], []
+    real_start, real_matrix = xgb_module.start_booster, xgb_module._train_matrix
+    monkeypatch.setattr(xgb_module, "start_booster", lambda *a: boosters.append(real_start(*a)) or boosters[-1])
     monkeypatch.setattr(xgb_module, "_train_matrix", lambda *a: matrices.append(1) or real_matrix(*a))
     XGBoostClassifier().grid_predictions(X, y, X_valid, GRID)
-    assert sorted(rounds) == [12, 12] and len(matrices) == 1
+    assert [b.num_boosted_rounds() for b in boosters] == [12, 12] and len(matrices) == 1
+
+
+def test_a_booster_grown_in_steps_is_the_one_grown_in_one_go():
+    """The grid grows a booster only as far as the candidates asked for so far need (7 rounds,
+    then 12), with subsampling drawing new rows and genes every round."""
+    X, X_valid, targets = data()
+    y, _ = targets["multiclass"]
+    est = XGBoostClassifier(max_depth=3, random_state=3, **SUBSAMPLED)
+    grid = est.grid_session(X, y, X_valid, [{"n_estimators": 7}, {"n_estimators": 12}])
+    first = grid.output(0)
+    np.testing.assert_array_equal(grid.output(1), separate(est, X, y, X_valid, {"n_estimators": 12}))
+    np.testing.assert_array_equal(first, separate(est, X, y, X_valid, {"n_estimators": 7}))
 
 
 def test_fit_matches_xgboost_sklearn_wrapper():
@@ -104,21 +116,21 @@ def test_n_jobs_is_xgboost_nthread(cls, monkeypatch):
     X, X_valid, targets = data()
     y, _ = targets["survival" if cls is XGBoostCox else "binary"]
     seen = []
-    real_train = xgb_module.train_booster
+    real_start = xgb_module.start_booster
 
-    def train(params, dtrain):
-        booster = real_train(params, dtrain)
+    def start(params, dtrain):
+        booster = real_start(params, dtrain)
         seen.append(json.loads(booster.save_config())["learner"]["generic_param"]["nthread"])
         return booster
 
-    monkeypatch.setattr(xgb_module, "train_booster", train)
+    monkeypatch.setattr(xgb_module, "start_booster", start)
     for name in ("DMatrix", "QuantileDMatrix"):
         real = getattr(xgb, name)
         monkeypatch.setattr(xgb, name, lambda *a, _real=real, **kw: seen.append(kw["nthread"]) or _real(*a, **kw))
     cls(n_estimators=3, n_jobs=2).grid_predictions(X, y, X_valid, [{}])
     assert seen == [2, 2, "2"]  # validation matrix, training matrix, booster
     seen.clear()
-    monkeypatch.setattr(xgb_module, "train_booster", real_train)
+    monkeypatch.setattr(xgb_module, "start_booster", real_start)
     fitted = cls(n_estimators=3, n_jobs=2).fit(X, y)
     fitted.predict(X_valid)
     assert len(seen) >= 2 and set(seen) == {2}  # training matrix, prediction matrices
