@@ -122,7 +122,7 @@ def _grid_search(kind, task_kind, X, y, seed, threads, screen=None):
     elif kind == "random_forest":
         from sklearn.ensemble import RandomForestClassifier
 
-        est = RandomForestClassifier(n_estimators=300, class_weight="balanced", random_state=seed, n_jobs=1)
+        est = RandomForestClassifier(n_estimators=300, class_weight="balanced_subsample", random_state=seed, n_jobs=1)
     elif kind == "logistic":
         est = logistic(0.0, solver="lbfgs", max_iter=1000, class_weight="balanced", random_state=seed)
     elif kind == "svm":  # what SVMClassifier does: Platt sigmoids on held-out folds, one SVC on all

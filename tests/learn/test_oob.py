@@ -75,8 +75,11 @@ def test_candidates_are_ranked_on_their_first_trees_and_only_the_best_grows_the_
     first = {}
     for leaf in forest["search"]["min_samples_leaf"]:
         params = {"model__max_features": 3, "model__min_samples_leaf": leaf, "model__n_estimators": 15}
-        fitted = refit(pipeline, params, X, y)
-        first[leaf] = roc_auc_score(y, fitted[-1].oob_decision_function_[:, 1])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a sample or two in none of the 15 trees' out-of-bag sets
+            fitted = refit(pipeline, params, X, y)
+        left_out = fitted[-1].oob_decision_function_.sum(axis=1) > 0  # scored as oob.search scores
+        first[leaf] = roc_auc_score(y[left_out], fitted[-1].oob_decision_function_[left_out, 1])
     grown, preprocessed = [], []
     real_fit, real_scale = RandomForestClassifier.fit, StandardScaler.fit
     monkeypatch.setattr(
@@ -99,15 +102,19 @@ def test_candidates_are_ranked_on_their_first_trees_and_only_the_best_grows_the_
 
 
 @pytest.mark.parametrize(
-    "positives, rung",
-    # "balanced" weights 200 / (2 x positives); a positive is out of bag in a tree with probability
-    # (1 - weight / 200) ** 200: 0.37 (100), 0.081 (40: 2 / 0.081 -> 25 trees), 0.0063 (20: all 45)
-    [(100, 15), (40, 25), (20, 45)],
+    "class_weight, positives, rung",
+    # "balanced" weights 200 / (2 x positives) draw the bootstrap; a positive is out of bag in a tree
+    # with probability (1 - weight / 200) ** 200: 0.37 (100), 0.081 (40: 2 / 0.081 -> 25 trees),
+    # 0.0063 (20: all 45). "balanced_subsample" (the default) draws uniformly: 0.37 for any class.
+    [("balanced", 100, 15), ("balanced", 40, 25), ("balanced", 20, 45), ("balanced_subsample", 20, 15)],
 )
-def test_the_first_rung_grows_until_the_rarest_class_is_left_out_of_two_trees(monkeypatch, positives, rung):
+def test_the_first_rung_grows_until_the_rarest_class_is_left_out_of_two_trees(
+    monkeypatch, class_weight, positives, rung
+):
     X, _ = data(n=200)
     y = (np.arange(200) < positives).astype(int)
-    pipeline, grid = build({**FOREST, "params": {"n_estimators": 45}}, "binary", {}, "none", 0)
+    params = {"n_estimators": 45, "class_weight": class_weight}
+    pipeline, grid = build({**FOREST, "params": params}, "binary", {}, "none", 0)
     monkeypatch.setattr(oob, "SCREEN_TREES", 15)
     grown, real_fit = [], RandomForestClassifier.fit
     monkeypatch.setattr(
@@ -136,7 +143,8 @@ def test_samples_without_an_out_of_bag_prediction_are_not_scored(caplog):
     X, y = data("multiclass", n=150)
     y = y.astype(object)
     y[:12] = "rare"
-    pipeline, grid = build({**FOREST, "params": {"n_estimators": 20}}, "multiclass", {}, "none", 0)
+    params = {"n_estimators": 20, "class_weight": "balanced"}
+    pipeline, grid = build({**FOREST, "params": params}, "multiclass", {}, "none", 0)
     scores = {}
     for leaf in FOREST["search"]["min_samples_leaf"]:
         params = {"model__max_features": 3, "model__min_samples_leaf": leaf, "model__n_estimators": 20}
@@ -159,7 +167,9 @@ def test_a_class_no_tree_leaves_out_is_a_clear_error():
     X, y = data("multiclass", n=150)
     y = y.astype(object)
     y[:3] = "rare"  # weight 150 / (4 x 3): each of its samples is drawn about 12 times into every tree
-    pipeline, grid = build(FOREST, "multiclass", {}, "none", 0)
+    pipeline, grid = build(
+        {**FOREST, "params": {"n_estimators": 40, "class_weight": "balanced"}}, "multiclass", {}, "none", 0
+    )
     with pytest.raises(ValueError, match="no tree left out a sample of class rare.*oob_score: false"):
         oob.search(pipeline, grid, X, y, "multiclass")
 
