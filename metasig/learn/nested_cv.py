@@ -33,9 +33,10 @@ FOLD_METRIC = {"binary": "roc_auc", "multiclass": "roc_auc", "survival": "c_inde
 def nested_cv(pipeline, param_grid, X, y, task_kind, cv: dict, seed, n_jobs=1, groups=None) -> pd.DataFrame:
     """Out-of-fold predictions of RepeatedStratifiedKFold(outer_folds, outer_repeats, seed), each
     fold tuned on StratifiedKFold(inner_folds, shuffle, seed) of its training part (metasig.learn.search,
-    which picks what GridSearchCV would). `groups` (one value per sample): grouped splits instead,
-    by cv["scheme"] (metasig.learn.splits). `n_jobs` outer folds run at once (run_tasks): each fit
-    is single-threaded and seeded, so the result does not depend on n_jobs.
+    which picks what GridSearchCV would, XGBoost's grid halved over its rounds). `groups` (one
+    value per sample): grouped splits instead, by cv["scheme"] (metasig.learn.splits). `n_jobs`
+    outer folds run at once (run_tasks): each fit is single-threaded and seeded, so the result
+    does not depend on n_jobs.
 
     Returns one row per (repeat, sample): `repeat`, `fold`, `sample`, then binary `y_true`, `score`
     (P(positive)); multiclass `y_true`, `proba_<class>`; survival `time`, `event`, `risk`,

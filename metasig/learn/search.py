@@ -4,10 +4,12 @@ GridSearchCV refits the whole pipeline for every candidate on every inner split.
 preprocessing (normalization, filters, scaling) is fitted once per inner split and preprocessing
 setting, and the estimator is asked for the validation outputs of all its candidates at once
 when it can (`grid_predictions`: a warm-started regularization path, one quantile-binned matrix
-shared by the grid, boosting rounds scored by prefix). Everything else follows GridSearchCV:
-the same splits, the same scores (ROC-AUC, one-vs-rest macro ROC-AUC, Harrell's C), their mean
-over the splits, the first best candidate in grid order, a refit of the whole pipeline on the
-whole training part. A candidate whose fit fails scores NaN and loses, unless all fail.
+shared by the grid, boosting rounds scored by prefix). Boosted grids (`grid_session`) are also
+halved over their boosting rounds across the splits (`metasig.learn.halving`): a candidate of a
+booster that lost at the first rung is not scored, and so not chosen. Everything else follows
+GridSearchCV: the same splits, the same scores (ROC-AUC, one-vs-rest macro ROC-AUC, Harrell's C),
+their mean over the splits, the first best candidate in grid order, a refit of the whole pipeline
+on the whole training part. A candidate whose fit fails scores NaN and loses, unless all fail.
 """
 
 import logging
