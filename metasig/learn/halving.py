@@ -43,10 +43,9 @@ def later_rung(grid, first, mean_scores):
     order = sorted(range(len(means)), key=lambda g: (np.isnan(means[g]), -np.nan_to_num(means[g])))
     kept = sorted(order[: math.ceil(len(order) / 2)])
     log.info(
-        "successive halving: boosters %s of %d grown past %d rounds (their mean inner scores there: %s)",
-        [g + 1 for g in kept],
-        len(order),
+        "successive halving at %d rounds (mean inner score): grown on %s; stopped %s",
         grid.budget(at_first[0]),
-        ", ".join(f"{m:.4f}" for m in means),
+        "; ".join(f"{grid.label(at_first[g])} ({means[g]:.4f})" for g in kept),
+        "; ".join(f"{grid.label(at_first[g])} ({means[g]:.4f})" for g in order if g not in kept),
     )
     return [i for g in kept for i in grid.groups[g] if i not in scored]

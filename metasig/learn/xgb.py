@@ -165,6 +165,13 @@ class BoostedGrid:
         """Candidate i's boosting rounds."""
         return self._setups[i][0]["n_estimators"]
 
+    def label(self, i):
+        """Candidate i's booster, named by the parameters in which the boosters differ."""
+        firsts = [self._setups[group[0]][0] for group in self.groups]
+        params = self._setups[i][0]
+        varied = [k for k in params if k != "n_estimators" and any(f.get(k) != params[k] for f in firsts)]
+        return ", ".join(f"{k} {params[k]}" for k in varied) or "booster"
+
     def output(self, i):
         """Candidate i's validation output, its group's booster grown as far as it needs."""
         params = self._setups[i][0]

@@ -1,6 +1,9 @@
 """Successive halving of boosted candidates: which candidates each rung scores, and that the
 inner search grows only the better boosters past the first rung."""
 
+import logging
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -23,6 +26,9 @@ class Grid:
 
     def budget(self, i):
         return self._budgets[i]
+
+    def label(self, i):
+        return f"booster of {i}"
 
 
 def test_the_first_rung_is_every_boosters_smallest_budget():
@@ -56,7 +62,7 @@ def test_the_better_half_of_the_boosters_grows_on():
     assert halving.later_rung(two, [0, 2], np.array([0.6, np.nan, 0.6, np.nan])) == [1]
 
 
-def test_the_search_grows_only_the_better_depth_past_the_first_rung(monkeypatch):
+def test_the_search_grows_only_the_better_depth_past_the_first_rung(monkeypatch, caplog):
     rng = np.random.default_rng(0)
     X = pd.DataFrame(rng.normal(size=(150, 10)), columns=[f"g{i}" for i in range(10)])
     y = (X["g0"] + rng.normal(size=150) > 0).astype(int).to_numpy()
@@ -71,8 +77,13 @@ def test_the_search_grows_only_the_better_depth_past_the_first_rung(monkeypatch)
         return real_grow(booster, dtrain, params)
 
     monkeypatch.setattr(xgb_module, "grow_booster", grow)
+    caplog.set_level(logging.INFO, logger="metasig.learn.halving")
     search(pipeline, grid, X, y, "binary", folds)
     inner = grown[:-1]  # the last one is the refit
     assert inner[:6] == [(1, 5), (3, 5)] * 3  # every split: both depths to 5 rounds
     assert len(inner) == 9 and len(set(inner[6:])) == 1 and inner[6][1] == 15  # one depth on to 20
     assert sum(rounds for _, rounds in inner) == 3 * (5 + 5 + 15)  # the whole grid: 3 * (20 + 20)
+    kept, stopped = inner[6][0], 4 - inner[6][0]
+    assert re.search(
+        rf"at 5 rounds .*: grown on max_depth {kept} \(0\.\d{{4}}\); stopped max_depth {stopped} ", caplog.text
+    )
