@@ -36,7 +36,8 @@ log = logging.getLogger("metasig.learn.oob")
 
 # Out-of-bag scores of 50 trees rank the candidates: a sample is out of bag in about 18 of them
 # (drawn uniformly). On the seed-shaped benchmark cases the jobs' ROC-AUC was within 0.01 of a
-# first rung of 100 trees, and 10-25% of the forest job's time was saved (README, Scale).
+# first rung of 100 trees, and a quarter of the forest job's time was saved on two of the three
+# (README, Scale).
 SCREEN_TREES = 50
 # Where the bootstrap draws a rare class so often that the first rung would leave its samples out
 # of fewer than 2 trees on average, the first rung grows more (case a's HER2-positives, 1 in 10,
