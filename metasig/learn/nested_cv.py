@@ -219,6 +219,8 @@ def _frame(X):
 def _fit(pipeline, param_grid, X, y, task_kind, cv, seed, groups=None, rows=None):
     """(fitted pipeline, best parameters) on X's rows `rows` (default all), whose labels are y."""
     compile_jit(pipeline, param_grid, (len(y), X.shape[1]))
+    if groups is not None:
+        pipeline = oob.without_out_of_bag_score(pipeline)
     candidates = ParameterGrid(param_grid or {})
     if len(candidates) <= 1:  # nothing to tune: skip the inner CV
         best = dict(candidates[0]) if len(candidates) else {}

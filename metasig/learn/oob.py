@@ -60,6 +60,15 @@ def applies(pipeline, param_grid, groups):
     return True
 
 
+def without_out_of_bag_score(pipeline):
+    """The pipeline with its forest's out-of-bag score off, for grouped samples: the inner folds
+    tune it there, and a bootstrap of samples would score a patient's sample with trees that saw
+    the patient's others. Off, every fit skips computing that unused, leaky score."""
+    if pipeline[-1].get_params(deep=False).get("oob_score") is not True:
+        return pipeline
+    return with_params(pipeline, {f"{pipeline.steps[-1][0]}__oob_score": False})
+
+
 def search(pipeline, param_grid, X, y, task_kind):
     """(the best candidate's pipeline fitted on X, y; its parameters): the first of the best
     out-of-bag scores of the candidates' first SCREEN_TREES trees, in grid order, as GridSearchCV

@@ -187,8 +187,13 @@ def test_nested_cv_tunes_forests_out_of_bag_and_grouped_ones_on_inner_folds(monk
     ncv.nested_cv(pipeline, grid, X, y, "binary", cv, seed=0)
     assert (len(inner), len(bagged)) == (0, 3)
     groups = np.repeat(np.arange(len(y) // 2), 2)
-    ncv.nested_cv(pipeline, grid, X, y, "binary", {**cv, "group_by": "g"}, seed=0, groups=groups)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # 40-tree forests: some sample would be in none's out-of-bag set
+        ncv.nested_cv(pipeline, grid, X, y, "binary", {**cv, "group_by": "g"}, seed=0, groups=groups)
     assert (len(inner), len(bagged)) == (3, 3)
+    final, _ = ncv.final_fit(pipeline, grid, X, y, "binary", {**cv, "group_by": "g"}, seed=0, groups=groups)
+    assert final[-1].oob_score is False and not hasattr(final[-1], "oob_score_")  # no leaky score kept
+    assert pipeline[-1].oob_score is True  # the caller's pipeline is left as it was
 
 
 def test_a_forest_on_permuted_labels_tuned_out_of_bag_stays_at_chance():
