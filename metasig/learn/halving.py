@@ -31,10 +31,11 @@ def first_rung(grid):
     return [i for group in grid.groups for i in group if grid.budget(i) == smallest[0]]
 
 
-def later_rung(grid, first, mean_scores):
+def later_rung(grid, mean_scores):
     """The candidates to score next: the not yet scored ones of the better half of the boosters,
-    ranked by their `first` candidates' `mean_scores` (one per grid position, NaN last, ties in
-    grid order). Nothing when `first` held everyone."""
+    ranked by their first-rung candidates' `mean_scores` (one per grid position, NaN last, ties in
+    grid order). Nothing when the first rung held everyone."""
+    first = first_rung(grid)
     if len(first) == len(grid):
         return []
     scored = set(first)

@@ -58,7 +58,7 @@ def search(pipeline, param_grid, X, y, task_kind, splits, rows=None):
                         warn_failed(estimator, "all candidates", exc)
                         continue
                     held.setdefault((p, k), (estimator, group, []))[2].append((s, grid))
-                    _score(scores, s, (estimator, group), grid, halving.first_rung(grid), task_kind, y, splits[s])
+                    _score(scores, s, estimator, group, grid, halving.first_rung(grid), task_kind, y, splits[s])
                     continue
                 if k == len(estimators) - 1 and "copy_X" in estimator.get_params(deep=False):
                     estimator = clone(estimator).set_params(copy_X=False)  # X_train's last use: its own copy
@@ -67,10 +67,9 @@ def search(pipeline, param_grid, X, y, task_kind, splits, rows=None):
                     scores[i, s] = score_output(task_kind, y[train], y[valid], output)
             del X_train, X_valid  # before the next split's copies: at 20,000 genes 160 MB per worker
     for estimator, group, grids in held.values():
-        first = halving.first_rung(grids[0][1])
-        later = halving.later_rung(grids[0][1], first, scores[[i for i, _ in group]].mean(axis=1))
+        later = halving.later_rung(grids[0][1], scores[[i for i, _ in group]].mean(axis=1))
         for s, grid in grids:
-            _score(scores, s, (estimator, group), grid, later, task_kind, y, splits[s])
+            _score(scores, s, estimator, group, grid, later, task_kind, y, splits[s])
     means = scores.mean(axis=1)
     if np.isnan(means).all():
         raise ValueError(f"every one of the {len(candidates)} candidates failed on the inner folds")
@@ -180,9 +179,8 @@ def _outputs(estimator, X_train, y_train, X_valid, candidates):
     return outputs
 
 
-def _score(scores, s, estimator_group, grid, positions, task_kind, y, split):
+def _score(scores, s, estimator, group, grid, positions, task_kind, y, split):
     """Score the candidates at `positions` of a grid session on split s; NaN where a fit fails."""
-    estimator, group = estimator_group
     train, valid = split
     for j in positions:
         try:

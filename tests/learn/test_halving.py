@@ -48,18 +48,17 @@ def test_grids_that_cannot_be_halved_are_scored_whole(groups, budgets):
     grid = Grid(groups, budgets)
     first = halving.first_rung(grid)
     assert first == list(range(len(budgets)))
-    assert halving.later_rung(grid, first, np.zeros(len(budgets))) == []
+    assert halving.later_rung(grid, np.zeros(len(budgets))) == []
 
 
 def test_the_better_half_of_the_boosters_grows_on():
     grid = Grid([[0, 1], [2, 3], [4, 5]], [50, 150] * 3)
-    first = halving.first_rung(grid)
     means = np.array([0.6, np.nan, 0.8, np.nan, 0.7, np.nan])
-    assert halving.later_rung(grid, first, means) == [3, 5]  # 2 of 3, in grid order
+    assert halving.later_rung(grid, means) == [3, 5]  # 2 of 3, in grid order
     means = np.array([0.7, np.nan, np.nan, np.nan, 0.7, np.nan])  # a tie: the first; NaN last
-    assert halving.later_rung(Grid([[0, 1], [2, 3], [4, 5]], [50, 150] * 3), first, means) == [1, 5]
+    assert halving.later_rung(Grid([[0, 1], [2, 3], [4, 5]], [50, 150] * 3), means) == [1, 5]
     two = Grid([[0, 1], [2, 3]], [50, 150, 50, 150])
-    assert halving.later_rung(two, [0, 2], np.array([0.6, np.nan, 0.6, np.nan])) == [1]
+    assert halving.later_rung(two, np.array([0.6, np.nan, 0.6, np.nan])) == [1]
 
 
 def test_the_search_grows_only_the_better_depth_past_the_first_rung(monkeypatch, caplog):
