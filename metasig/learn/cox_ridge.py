@@ -48,15 +48,16 @@ def ridge_cox(Z, time, event, penalizer, start=None, tol=1e-12, max_iter=100, K=
     from (primal) or dual weights a (kernel form); returns (b, state for a warm start). K: Z Z',
     reused across penalizers when given."""
     order = np.argsort(time, kind="stable")
-    Z, time, event = Z[order], np.asarray(time, float)[order], np.asarray(event, bool)[order]
+    time, event = np.asarray(time, float)[order], np.asarray(event, bool)[order]
     model = _Breslow(time, event)
     n, p = Z.shape
     dual = p > n
-    if dual:
-        K = Z @ Z.T if K is None else K[np.ix_(order, order)]
+    if dual:  # Z itself is not sorted: a sorted copy would be a fold-sized array (160 MB at 20,530 genes)
+        K = (Z @ Z.T if K is None else K)[np.ix_(order, order)]
         x = np.zeros(n) if start is None else np.asarray(start, float)[order]
         eta = K @ x
     else:
+        Z = Z[order]
         x = np.zeros(p) if start is None else np.asarray(start, float)
         eta = Z @ x
 
@@ -88,5 +89,11 @@ def ridge_cox(Z, time, event, penalizer, start=None, tol=1e-12, max_iter=100, K=
     if dual:
         state = np.empty(n)
         state[order] = x
-        return Z.T @ x, state
+        return _sorted_rows_product(Z, order, x), state
     return x, x
+
+
+def _sorted_rows_product(Z, order, x, columns=1024):
+    """Z[order].T @ x, bit for bit, from sorted copies of `columns` columns at a time (8 MB at
+    1,000 samples) instead of one of the whole of Z."""
+    return np.concatenate([Z[:, start : start + columns][order].T @ x for start in range(0, Z.shape[1], columns)])
