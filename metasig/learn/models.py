@@ -46,9 +46,9 @@ WIDE_INPUT_SELECT_K = {"xgboost": 200, "xgboost_cox": 200, "random_forest": 200}
 
 # XGBoost's hist method scans genes x bins at every node, so a tree's cost grows with max_bin, not
 # with the few hundred samples a fold has: one 5-class 150-round fit on 534 x 200 took 7.1 s with
-# XGBoost's 256 bins, 2.1 s with 64 (README, Scale). 64 quantiles of a few hundred samples still
-# put only a handful of samples in each bin.
-XGB_MAX_BIN = 64
+# XGBoost's 256 bins, 2.1 s with 64 (README, Scale). "auto": a bin per 5 training rows, 64 to 256
+# (metasig.learn.xgb.auto_max_bin).
+XGB_MAX_BIN = "auto"
 
 log = logging.getLogger("metasig.learn.models")
 

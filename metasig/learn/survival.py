@@ -12,7 +12,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from metasig.learn.xgb import (
     BoostedGrid,
-    _fit_on_device,
+    _fit_params,
     _train_matrix,
     as_float32,
     train_booster,
@@ -119,7 +119,8 @@ class XGBoostCox(_SurvivalMixin, BaseEstimator):
     def _setup(self, y):
         """(XGBoost parameters, label) of a fit on y: the label is the time, negated when censored."""
         event, time = survival_arrays(y)
-        return {"objective": "survival:cox", **_fit_on_device(self, self.get_params())}, np.where(event, time, -time)
+        params = _fit_params(self, self.get_params(), len(time))
+        return {"objective": "survival:cox", **params}, np.where(event, time, -time)
 
     def fit(self, X, y):
         from sksurv.linear_model.coxph import BreslowEstimator

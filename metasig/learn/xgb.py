@@ -54,9 +54,25 @@ def xgb_device(requested="cpu"):
     return "cpu"
 
 
-def _fit_on_device(estimator, params):
-    """XGBoost parameters with the estimator's device resolved to one that works here."""
-    return {**params, "device": xgb_device(estimator.device)}
+ROWS_PER_BIN = 5  # max_bin "auto": a histogram bin per this many training rows, within BIN_RANGE
+BIN_RANGE = (64, 256)  # 256: XGBoost's default
+
+
+def auto_max_bin(max_bin, n_rows):
+    """max_bin, or for "auto" the bins for n_rows training rows. A tree scans genes x bins at each
+    node, so fewer bins are faster, but too few cost accuracy: on the HER2-shaped benchmark
+    (649-row inner splits) 64 bins scored 0.023 ROC-AUC below 128 (standard error 0.010), while on
+    a few hundred rows 64 quantiles already hold a handful of samples each."""
+    if max_bin != "auto":
+        return max_bin
+    low, high = BIN_RANGE
+    return int(min(high, max(low, n_rows // ROWS_PER_BIN)))
+
+
+def _fit_params(estimator, params, n_rows):
+    """XGBoost parameters of a fit on n_rows: the estimator's device resolved to one that works
+    here, its max_bin to a number (auto_max_bin)."""
+    return {**params, "device": xgb_device(estimator.device), "max_bin": auto_max_bin(params["max_bin"], n_rows)}
 
 
 def _predict_on_cpu(booster):
@@ -252,7 +268,8 @@ class XGBoostClassifier(ClassifierMixin, BaseEstimator):
         encoder = LabelEncoder().fit(y)
         classes, y_enc = encoder.classes_, encoder.transform(y)
         # every constructor parameter is an XGBoost one, except our class balancing switch
-        params = _fit_on_device(self, {k: v for k, v in self.get_params().items() if k != "scale_pos_weight"})
+        own = {k: v for k, v in self.get_params().items() if k != "scale_pos_weight"}
+        params = _fit_params(self, own, len(y_enc))
         weight = None
         if len(classes) == 2:
             params["objective"] = "binary:logistic"
