@@ -177,14 +177,8 @@ def test_grid_over_max_bin_bins_each_candidate_as_a_separate_fit_does(task):
 @pytest.mark.parametrize("task", ["multiclass", "survival"])
 def test_auto_bins_follow_the_training_rows(task):
     """max_bin "auto": a bin per 5 training rows, 64 to 256; the fit is the one with that number."""
-    assert [xgb_module.auto_max_bin("auto", n) for n in (100, 320, 649, 974, 1280, 5000)] == [
-        64,
-        64,
-        129,
-        194,
-        256,
-        256,
-    ]
+    rows = (100, 320, 649, 974, 1280, 5000)
+    assert [xgb_module.auto_max_bin("auto", n) for n in rows] == [64, 64, 129, 194, 256, 256]
     assert xgb_module.auto_max_bin(32, 5000) == 32  # a number is kept
     rng = np.random.default_rng(1)
     X = rng.standard_normal((1000, 20))
