@@ -28,6 +28,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from metasig.learn.cox_ridge import ridge_cox
+from metasig.learn.preprocess import COLUMN_CHUNK
 from metasig.learn.survival import _SurvivalMixin, survival_arrays
 
 CENTRED_VALUES = 2**23  # values of X centred at once for risks (64 MB)
@@ -59,7 +60,7 @@ class CoxPH(_SurvivalMixin, BaseEstimator):
     def _standardise(self, X, in_place=False):
         X = np.asarray(X, dtype=float)
         mean = X.mean(axis=0)
-        std = X.std(axis=0, ddof=1) if len(X) > 1 else np.ones(X.shape[1])
+        std = _column_std(X) if len(X) > 1 else np.ones(X.shape[1])
         std = np.where(std > 0, std, 1.0)  # a constant column stays 0 after centring
         if in_place:
             Z = np.subtract(X, mean, out=X)  # the same values as the copy below
@@ -176,6 +177,14 @@ class CoxPH(_SurvivalMixin, BaseEstimator):
     @property
     def feature_importances_(self):
         return np.abs(self.coef_)
+
+
+def _column_std(X):
+    """X.std(axis=0, ddof=1), bit for bit, COLUMN_CHUNK columns at a time: NumPy's takes a centred
+    temporary of X's size (200 MB in a final fit at 1,218 x 20,530, beside the scaler's output)."""
+    return np.concatenate(
+        [X[:, start : start + COLUMN_CHUNK].std(axis=0, ddof=1) for start in range(0, X.shape[1], COLUMN_CHUNK)]
+    )
 
 
 def _centred_product(X, mean, coef):
