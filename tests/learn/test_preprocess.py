@@ -314,6 +314,9 @@ def test_median_imputer_copies_only_when_it_fills():
         assert out.flags.c_contiguous == expected.flags.c_contiguous
         assert np.shares_memory(out, np.asarray(data))
         assert fast.copy is True
+    shared = X.copy()
+    shared.flags.writeable = False  # the job's memory-mapped matrix, in a final fit's refit
+    assert np.shares_memory(MedianImputer().fit(shared).transform(shared), shared)
     holes = X.copy()
     holes[1, 2] = np.nan
     out = MedianImputer().fit(X).transform(holes)
