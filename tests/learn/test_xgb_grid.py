@@ -174,7 +174,7 @@ def test_grid_over_max_bin_bins_each_candidate_as_a_separate_fit_does(task):
         np.testing.assert_array_equal(coarse.predict_proba(X_valid), ref.predict_proba(X_valid.astype(np.float32)))
 
 
-@pytest.mark.parametrize("task", ["multiclass", "survival"])
+@pytest.mark.parametrize("task", ["binary", "survival"])
 def test_auto_bins_follow_the_training_rows(task):
     """max_bin "auto": a bin per 5 training rows, 64 to 256; the fit is the one with that number."""
     rows = (100, 320, 649, 974, 1280, 5000)
@@ -182,15 +182,15 @@ def test_auto_bins_follow_the_training_rows(task):
     assert xgb_module.auto_max_bin(32, 5000) == 32  # a number is kept
     rng = np.random.default_rng(1)
     X = rng.standard_normal((1000, 20))
-    y = (X[:, 0] + rng.normal(size=1000) > 0).astype(int) if task == "multiclass" else None
+    y = (X[:, 0] + rng.normal(size=1000) > 0).astype(int) if task == "binary" else None
     if task == "survival":
         y = np.empty(1000, dtype=[("event", bool), ("time", float)])
         y["event"], y["time"] = rng.random(1000) < 0.6, np.exp(X[:, 0] + rng.normal(size=1000))
-    cls = XGBoostClassifier if task == "multiclass" else XGBoostCox
+    cls = XGBoostClassifier if task == "binary" else XGBoostCox
 
     def output(max_bin):
         model = cls(n_estimators=5, max_bin=max_bin).fit(X, y)
-        return model.predict_proba(X) if task == "multiclass" else model.predict(X)
+        return model.predict_proba(X) if task == "binary" else model.predict(X)
 
     np.testing.assert_array_equal(output("auto"), output(200))
     assert not np.array_equal(output("auto"), output(64))
