@@ -11,6 +11,8 @@ K = Z Z', W the Hessian of the loss wrt the linear predictor eta.
 import numpy as np
 from scipy import linalg
 
+from metasig.learn.preprocess import COLUMN_CHUNK
+
 
 class _Breslow:
     """Loss -(1/n) log PL(eta), its gradient and dense Hessian wrt eta, for samples sorted by time."""
@@ -93,7 +95,7 @@ def ridge_cox(Z, time, event, penalizer, start=None, tol=1e-12, max_iter=100, K=
     return x, x
 
 
-def _sorted_rows_product(Z, order, x, columns=1024):
+def _sorted_rows_product(Z, order, x, columns=COLUMN_CHUNK):
     """Z[order].T @ x, bit for bit, from sorted copies of `columns` columns at a time (8 MB at
-    1,000 samples) instead of one of the whole of Z."""
+    1,000 samples and 1,024 columns) instead of one of the whole of Z."""
     return np.concatenate([Z[:, start : start + columns][order].T @ x for start in range(0, Z.shape[1], columns)])
